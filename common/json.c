@@ -1,0 +1,230 @@
+/* JSON helpers over yajl: safe parsing, writing tree nodes back out, and quoting values in messages. */
+#include "common/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#define JSON_MAX_DEPTH 64
+
+struct depth_state {
+    int depth;
+};
+
+static int depth_open(void *ctx)
+{
+    struct depth_state *d = ctx;
+
+    return ++d->depth <= JSON_MAX_DEPTH;
+}
+
+static int depth_open_map(void *ctx)
+{
+    return depth_open(ctx);
+}
+
+static int depth_open_array(void *ctx)
+{
+    return depth_open(ctx);
+}
+
+static int depth_close(void *ctx)
+{
+    struct depth_state *d = ctx;
+
+    d->depth--;
+    return 1;
+}
+
+/* Only nesting is tracked: yajl_tree and our writers recurse, so depth is capped before they run. */
+static const yajl_callbacks depth_callbacks = {
+    .yajl_start_map = depth_open_map,
+    .yajl_end_map = depth_close,
+    .yajl_start_array = depth_open_array,
+    .yajl_end_array = depth_close,
+};
+
+yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
+{
+    struct depth_state depth = { 0 };
+    yajl_handle h = yajl_alloc(&depth_callbacks, NULL, &depth);
+    yajl_status st;
+
+    /* A first pass without callbacks checks the syntax and reports a position without quoting input. */
+    st = yajl_parse(h, (const unsigned char *)text, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (st != yajl_status_ok) {
+        unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+        size_t at = yajl_get_bytes_consumed(h);
+        char *nl;
+        if (st == yajl_status_client_canceled)
+            snprintf(err, err_len, "JSON nested deeper than %d levels at byte %zu", JSON_MAX_DEPTH, at);
+        else
+            snprintf(err, err_len, "%s at byte %zu", (const char *)msg, at);
+        nl = strchr(err, '\n');
+        if (nl)
+            *nl = '\0';
+        yajl_free_error(h, msg);
+        yajl_free(h);
+        return NULL;
+    }
+    yajl_free(h);
+
+    char *copy = xstrndup(text, len);
+    char tree_err[128];
+    yajl_val node = yajl_tree_parse(copy, tree_err, sizeof(tree_err));
+    free(copy);
+    if (node == NULL)
+        snprintf(err, err_len, "invalid JSON (a NUL byte or nesting deeper than yajl allows)");
+    return node;
+}
+
+void json_gen_str(yajl_gen gen, const char *s)
+{
+    yajl_gen_string(gen, (const unsigned char *)s, strlen(s));
+}
+
+void json_gen_kv_str(yajl_gen gen, const char *key, const char *value)
+{
+    json_gen_str(gen, key);
+    if (value)
+        json_gen_str(gen, value);
+    else
+        yajl_gen_null(gen);
+}
+
+void json_gen_kv_int(yajl_gen gen, const char *key, long long value)
+{
+    json_gen_str(gen, key);
+    yajl_gen_integer(gen, value);
+}
+
+void json_gen_node(yajl_gen gen, yajl_val node)
+{
+    if (node == NULL) {
+        yajl_gen_null(gen);
+        return;
+    }
+    switch (node->type) {
+    case yajl_t_string:
+        json_gen_str(gen, node->u.string);
+        break;
+    case yajl_t_number:
+        yajl_gen_number(gen, node->u.number.r, strlen(node->u.number.r));
+        break;
+    case yajl_t_object:
+        yajl_gen_map_open(gen);
+        for (size_t i = 0; i < node->u.object.len; i++) {
+            json_gen_str(gen, node->u.object.keys[i]);
+            json_gen_node(gen, node->u.object.values[i]);
+        }
+        yajl_gen_map_close(gen);
+        break;
+    case yajl_t_array:
+        yajl_gen_array_open(gen);
+        for (size_t i = 0; i < node->u.array.len; i++)
+            json_gen_node(gen, node->u.array.values[i]);
+        yajl_gen_array_close(gen);
+        break;
+    case yajl_t_true:
+        yajl_gen_bool(gen, 1);
+        break;
+    case yajl_t_false:
+        yajl_gen_bool(gen, 0);
+        break;
+    default:
+        yajl_gen_null(gen);
+        break;
+    }
+}
+
+char *json_gen_finish(yajl_gen gen)
+{
+    const unsigned char *out;
+    size_t len;
+
+    yajl_gen_get_buf(gen, &out, &len);
+    char *s = xstrndup((const char *)out, len);
+    yajl_gen_free(gen);
+    return s;
+}
+
+char *json_node_to_string(yajl_val node)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+
+    json_gen_node(gen, node);
+    return json_gen_finish(gen);
+}
+
+yajl_val json_get(yajl_val object, const char *key)
+{
+    if (object == NULL || object->type != yajl_t_object)
+        return NULL;
+    for (size_t i = 0; i < object->u.object.len; i++)
+        if (!strcmp(object->u.object.keys[i], key))
+            return object->u.object.values[i];
+    return NULL;
+}
+
+const char *json_get_string(yajl_val object, const char *key)
+{
+    yajl_val v = json_get(object, key);
+
+    return (v && v->type == yajl_t_string) ? v->u.string : NULL;
+}
+
+void json_quote_for_message(char *out, size_t out_len, const char *s, size_t max_chars)
+{
+    size_t o = 0, n = 0;
+
+    if (out_len < 8) {
+        if (out_len)
+            out[0] = '\0';
+        return;
+    }
+    out[o++] = '"';
+    for (; *s && o + 6 < out_len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (n++ >= max_chars) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            if (o + 5 >= out_len)
+                break;
+            o += (size_t)snprintf(out + o, out_len - o, "\\x%02x", c);
+        } else if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+const char *json_type_name(yajl_val node)
+{
+    if (node == NULL)
+        return "null";
+    switch (node->type) {
+    case yajl_t_string:
+        return "a string";
+    case yajl_t_number:
+        return "a number";
+    case yajl_t_object:
+        return "an object";
+    case yajl_t_array:
+        return "an array";
+    case yajl_t_true:
+    case yajl_t_false:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
