@@ -113,7 +113,6 @@ int jsonout_flush(yajl_gen gen, struct evbuffer *out)
 	if (evbuffer_add(out, text, len) < 0)
 		return -1;
 	yajl_gen_clear(gen);
-	yajl_gen_reset(gen, NULL);
 	return 0;
 }
 

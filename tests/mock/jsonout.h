@@ -24,8 +24,8 @@ void jsonout_value(yajl_gen gen, yajl_val value);
 /* Write a list of strings as an array. */
 void jsonout_string_array(yajl_gen gen, char *const *items, size_t count);
 
-/* Append the generated text to OUT and reset the generator for a new
- * top-level value. */
+/* Move the text generated so far to OUT, so long arrays can be written
+ * in pieces. The generator keeps its place in the document. */
 int jsonout_flush(yajl_gen gen, struct evbuffer *out);
 /* Return a malloc'd NUL-terminated copy of the generated text and
  * reset the generator, or NULL when memory ran out. */

@@ -61,6 +61,7 @@ struct call_record {
 	const char *auth_user;
 	const char *provider;
 	const char *url_after_checkout;
+	bool has_access_token;
 	const char *const *certificates;
 	const size_t *certificate_lens;
 	size_t certificate_count;
