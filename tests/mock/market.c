@@ -413,7 +413,11 @@ static int market_compare_names(const void *a, const void *b)
 	const struct named_cert *left = a;
 	const struct named_cert *right = b;
 
-	return strcasecmp(left->name, right->name);
+	int order = strcasecmp(left->name, right->name);
+
+	if (order != 0)
+		return order;
+	return left->cert < right->cert ? -1 : left->cert > right->cert;
 }
 
 /* Report every name that appears more than once across the call. */
@@ -446,7 +450,7 @@ static int market_check_duplicates(const struct order_item *items,
 		if (i >= 2 && strcasecmp(names[i - 2].name, names[i].name) == 0)
 			continue;
 		message_list_add(errors, "The name \"%s\" appears more than once in "
-		    "this request; each name may be ordered once.", names[i].name);
+		    "this request; each name may be ordered once.", names[i - 1].name);
 		rc = -1;
 	}
 
