@@ -62,6 +62,7 @@ static const struct int_option int_options[] = {
     INT_OPTION(recovery_interval_s, 1, 86400),
     INT_OPTION(redis_reply_timeout_ms, 100, 3600000),
     INT_OPTION(dead_max, 1, INT_MAX),
+    INT_OPTION(reconcile_delay_s, 0, 86400),
 };
 
 static void fail(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -139,6 +140,7 @@ static void set_defaults(struct config *cfg)
     cfg->recovery_interval_s = 10;
     cfg->redis_reply_timeout_ms = 30000;
     cfg->dead_max = 100000;
+    cfg->reconcile_delay_s = 60;
     cfg->ambiguous_policy = AMBIGUOUS_RECONCILE;
 }
 

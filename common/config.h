@@ -55,6 +55,7 @@ struct config {
     int recovery_interval_s;
     int redis_reply_timeout_ms;
     int dead_max;
+    int reconcile_delay_s;
     enum ambiguous_policy ambiguous_policy;
 
     struct server_config *servers;

@@ -647,17 +647,20 @@ char *job_payload_with_id(const char *payload, size_t len, const char *id)
     return json_gen_finish(gen);
 }
 
-char *job_peek_id(const char *payload, size_t len)
+void job_peek(const char *payload, size_t len, const char *reply_prefix, char **id, char **reply_to)
 {
     char err[64];
     yajl_val root = json_parse(payload, len, err, sizeof(err));
-    char *id = NULL;
 
+    *id = NULL;
+    *reply_to = NULL;
     if (root == NULL)
-        return NULL;
+        return;
     const char *s = json_get_string(root, "id");
     if (s && job_id_valid(s))
-        id = xstrdup(s);
+        *id = xstrdup(s);
+    s = json_get_string(root, "reply_to");
+    if (s && str_is_token(s, 256, ":._-") && str_has_prefix(s, reply_prefix))
+        *reply_to = xstrdup(s);
     yajl_tree_free(root);
-    return id;
 }

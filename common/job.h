@@ -55,8 +55,12 @@ char *job_redact_payload(const char *payload, size_t len);
 /* Returns the payload with "id" set to job->id, for jobs whose id certqd generated. */
 char *job_payload_with_id(const char *payload, size_t len, const char *id);
 
-/* Reads the "id" string of a payload if it is valid JSON with a valid id, else NULL. */
-char *job_peek_id(const char *payload, size_t len);
+/*
+ * Reads the id and reply_to of a payload that failed validation, so its failure
+ * can still be reported.  Each comes back only when it is valid (reply_to must
+ * start with reply_prefix); otherwise NULL.
+ */
+void job_peek(const char *payload, size_t len, const char *reply_prefix, char **id, char **reply_to);
 
 bool job_id_valid(const char *id);
 bool job_dns_name_valid(const char *name);

@@ -1,0 +1,721 @@
+/* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each answer means. */
+#include "daemon/batch.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/uapi.h"
+#include "daemon/certqd.h"
+#include "daemon/reconcile.h"
+#include "daemon/redisq.h"
+#include "daemon/results.h"
+#include "daemon/submit.h"
+
+#define BREAKER_THRESHOLD 3
+#define BREAKER_BASE_MS 5000
+#define BREAKER_MAX_MS (5 * 60 * 1000)
+#define AUTH_PAUSE_MS (5 * 60 * 1000)
+#define LOG_MAX_IDS 20
+
+enum verdict { V_SUCCESS, V_SPLIT, V_FAILED, V_RETRY, V_AMBIGUOUS, V_UNKNOWN };
+
+static void group_wait_over(evutil_socket_t fd, short what, void *arg);
+
+static struct server_state *batch_server_state(struct daemon *d, const char *name)
+{
+    struct server_state *s = hmap_get(&d->servers, name);
+
+    if (s == NULL) {
+        s = xcalloc(1, sizeof(*s));
+        s->name = xstrdup(name);
+        hmap_put(&d->servers, name, s);
+    }
+    return s;
+}
+
+static struct account *account_get(struct daemon *d, const char *server, const char *user)
+{
+    char key[256];
+    struct account *a;
+
+    snprintf(key, sizeof(key), "%s\x1f%s", server, user);
+    a = hmap_get(&d->accounts, key);
+    if (a == NULL) {
+        a = xcalloc(1, sizeof(*a));
+        a->key = xstrdup(key);
+        hmap_put(&d->accounts, key, a);
+    }
+    return a;
+}
+
+static char *group_key_for(const struct held_job *hj)
+{
+    const struct job *job = hj->job;
+    struct buf b;
+
+    buf_init(&b);
+    buf_printf(&b, "%s\x1f%s\x1f%s\x1f%s\x1f%s", job->server, job->user, job->provider, job->access_token,
+               job->url_after_checkout ? job->url_after_checkout : "");
+    /* A job that must go alone gets a group of its own. */
+    if (hj->solo || !job->batch)
+        buf_printf(&b, "\x1fsolo\x1f%s", hj->seq);
+    return buf_steal(&b);
+}
+
+static bool group_is_solo(const struct group *g)
+{
+    return strstr(g->key, "\x1fsolo\x1f") != NULL;
+}
+
+static struct group *group_get(struct daemon *d, struct held_job *hj)
+{
+    char *key = group_key_for(hj);
+    struct group *g = hmap_get(&d->groups, key);
+
+    if (g) {
+        free(key);
+        return g;
+    }
+    const struct job *job = hj->job;
+    g = xcalloc(1, sizeof(*g));
+    g->key = key;
+    g->d = d;
+    g->server = xstrdup(job->server);
+    g->user = xstrdup(job->user);
+    g->provider = xstrdup(job->provider);
+    g->access_token = xstrdup(job->access_token);
+    g->url_after_checkout = job->url_after_checkout ? xstrdup(job->url_after_checkout) : NULL;
+    g->account = account_get(d, job->server, job->user);
+    TAILQ_INIT(&g->pending);
+    g->wait_timer = evtimer_new(d->base, group_wait_over, g);
+    hmap_put(&d->groups, key, g);
+    return g;
+}
+
+static void group_free(struct group *g)
+{
+    hmap_remove(&g->d->groups, g->key);
+    if (g->in_ready_list)
+        TAILQ_REMOVE(&g->d->ready, g, ready_link);
+    event_free(g->wait_timer);
+    free(g->key);
+    free(g->server);
+    free(g->user);
+    free(g->provider);
+    explicit_bzero(g->access_token, strlen(g->access_token));
+    free(g->access_token);
+    free(g->url_after_checkout);
+    free(g);
+}
+
+static void group_maybe_free(struct group *g)
+{
+    if (g->pending_jobs == 0 && g->batches_in_flight == 0)
+        group_free(g);
+}
+
+static bool group_is_ready(const struct group *g)
+{
+    if (g->pending_jobs == 0)
+        return false;
+    return g->wait_over || group_is_solo(g) || g->d->cfg->batch_wait_ms == 0 ||
+           g->pending_certs >= (size_t)g->d->cfg->batch_max_certificates;
+}
+
+static void group_mark_ready(struct group *g)
+{
+    if (!g->in_ready_list) {
+        TAILQ_INSERT_TAIL(&g->d->ready, g, ready_link);
+        g->in_ready_list = true;
+    }
+}
+
+static void group_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct group *g = arg;
+
+    g->wait_over = true;
+    group_mark_ready(g);
+    batch_dispatch(g->d);
+}
+
+struct release_ctx {
+    struct held_job **jobs;
+    size_t count;
+};
+
+static void release_done(struct daemon *d, void *arg, redisReply *reply)
+{
+    struct release_ctx *ctx = arg;
+
+    log_info("returned unsent jobs to the queue: count=%zu", ctx->count);
+    for (size_t i = 0; i < ctx->count; i++)
+        queue_job_release(d, ctx->jobs[i]);
+    free(ctx->jobs);
+    free(ctx);
+}
+
+/* Puts jobs that were never sent back at the consuming end of the queue; takes ownership of the array. */
+static void release_jobs(struct daemon *d, struct held_job **jobs, size_t count)
+{
+    struct release_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    struct rcmds *args = rcmds_new();
+
+    ctx->jobs = jobs;
+    ctx->count = count;
+    rcmds_cmd(args, "ARGS");
+    rcmds_arg(args, d->cfg->key_prefix);
+    rcmds_arg(args, d->instance_id);
+    for (size_t i = 0; i < count; i++) {
+        rcmds_arg(args, jobs[i]->seq);
+        rcmds_arg(args, jobs[i]->job ? jobs[i]->job->id : "");
+    }
+    redisq_script(d->rq, SCRIPT_RELEASE, 0, args, release_done, ctx);
+}
+
+struct collect {
+    struct held_job **jobs;
+    size_t count;
+    size_t cap;
+};
+
+static void collect_group(const char *key, void *value, void *arg)
+{
+    struct group *g = value;
+    struct collect *col = arg;
+    struct held_job *hj;
+
+    while ((hj = TAILQ_FIRST(&g->pending)) != NULL) {
+        TAILQ_REMOVE(&g->pending, hj, link);
+        if (col->count == col->cap) {
+            col->cap = col->cap ? col->cap * 2 : 64;
+            col->jobs = xrealloc(col->jobs, col->cap * sizeof(*col->jobs));
+        }
+        col->jobs[col->count++] = hj;
+    }
+    g->pending_jobs = 0;
+    g->pending_certs = 0;
+    evtimer_del(g->wait_timer);
+}
+
+void batch_release_unsent(struct daemon *d)
+{
+    struct collect col = { 0 };
+
+    hmap_each(&d->groups, collect_group, &col);
+    if (col.count == 0) {
+        free(col.jobs);
+        return;
+    }
+    release_jobs(d, col.jobs, col.count);
+}
+
+static void free_group_entry(const char *key, void *value, void *arg)
+{
+    struct group *g = value;
+    struct held_job *hj;
+
+    while ((hj = TAILQ_FIRST(&g->pending)) != NULL) {
+        TAILQ_REMOVE(&g->pending, hj, link);
+        job_free(hj->job);
+        free(hj->seq);
+        free(hj->payload);
+        free(hj);
+    }
+    event_free(g->wait_timer);
+    free(g->key);
+    free(g->server);
+    free(g->user);
+    free(g->provider);
+    free(g->access_token);
+    free(g->url_after_checkout);
+    free(g);
+}
+
+static void free_account_entry(const char *key, void *value, void *arg)
+{
+    struct account *a = value;
+
+    free(a->key);
+    free(a);
+}
+
+static void free_server_entry(const char *key, void *value, void *arg)
+{
+    struct server_state *s = value;
+
+    free(s->name);
+    free(s->pause_reason);
+    free(s);
+}
+
+void batch_free_all(struct daemon *d)
+{
+    hmap_each(&d->groups, free_group_entry, NULL);
+    hmap_each(&d->accounts, free_account_entry, NULL);
+    hmap_each(&d->servers, free_server_entry, NULL);
+}
+
+void batch_add_job(struct daemon *d, struct held_job *hj)
+{
+    if (d->stopping) {
+        struct held_job **jobs = xcalloc(1, sizeof(*jobs));
+        jobs[0] = hj;
+        release_jobs(d, jobs, 1);
+        return;
+    }
+
+    struct group *g = group_get(d, hj);
+
+    TAILQ_INSERT_TAIL(&g->pending, hj, link);
+    g->pending_jobs++;
+    g->pending_certs += hj->job->cert_count;
+    if (g->pending_jobs == 1 && !g->wait_over && d->cfg->batch_wait_ms > 0 && !group_is_solo(g)) {
+        struct timeval tv = { d->cfg->batch_wait_ms / 1000, (d->cfg->batch_wait_ms % 1000) * 1000 };
+        evtimer_add(g->wait_timer, &tv);
+    }
+    if (group_is_ready(g))
+        group_mark_ready(g);
+    batch_dispatch(d);
+}
+
+static bool server_can_send(struct daemon *d, const struct group *g, const struct server_config **cfg_out)
+{
+    const struct server_config *cfg = config_find_server(d->cfg, g->server);
+    struct server_state *s = batch_server_state(d, g->server);
+
+    *cfg_out = cfg;
+    if (cfg == NULL)
+        return true;   /* batch_start fails the jobs of a server that a reload removed */
+    if (s->paused_until_ms > mono_ms())
+        return false;
+    return g->account->in_flight < cfg->per_user_in_flight && s->in_flight < cfg->max_in_flight &&
+           d->in_flight < d->cfg->max_in_flight;
+}
+
+static void log_batch_ids(struct buf *out, const struct job_list *jobs)
+{
+    struct held_job *hj;
+    int n = 0;
+
+    TAILQ_FOREACH(hj, jobs, link) {
+        if (n == LOG_MAX_IDS) {
+            buf_puts(out, ",...");
+            break;
+        }
+        buf_printf(out, "%s%s", n ? "," : "", hj->job->id);
+        n++;
+    }
+}
+
+static void mark_done(struct daemon *d, void *arg, redisReply *reply)
+{
+    struct batch *b = arg;
+
+    /* The jobs are recorded as submitting: only now may the request leave. */
+    b->phase = BATCH_SENDING;
+    b->started_ms = mono_ms();
+    submit_start(d->sub, b);
+}
+
+static void fail_removed_server(struct daemon *d, struct group *g)
+{
+    struct rcmds *c = rcmds_new();
+    struct held_job **jobs = xcalloc(g->pending_jobs, sizeof(*jobs));
+    size_t n = 0;
+    struct held_job *hj;
+    char err[256];
+
+    snprintf(err, sizeof(err), "server \"%s\" is no longer in certqd's config; add it back and requeue the job",
+             g->server);
+    while ((hj = TAILQ_FIRST(&g->pending)) != NULL) {
+        struct job_outcome o = { .state = "failed", .error = err, .error_kind = "invalid_job" };
+        TAILQ_REMOVE(&g->pending, hj, link);
+        results_add_final(d, c, hj, &o);
+        jobs[n++] = hj;
+    }
+    g->pending_jobs = 0;
+    g->pending_certs = 0;
+    results_commit(d, c, jobs, n);
+}
+
+static void batch_start(struct daemon *d, struct group *g, const struct server_config *cfg)
+{
+    struct batch *b = xcalloc(1, sizeof(*b));
+    struct rcmds *c = rcmds_new();
+    size_t max = (size_t)d->cfg->batch_max_certificates;
+    int64_t now = now_ms();
+    char key[256];
+    struct held_job *hj;
+    struct buf ids;
+
+    uuid_v4(b->id);
+    b->d = d;
+    b->group = g;
+    b->server = batch_server_state(d, g->server);
+    b->server_cfg = *cfg;
+    b->server_cfg.token = xstrdup(cfg->token);
+    b->server_cfg.name = xstrdup(cfg->name);
+    b->server_cfg.url = xstrdup(cfg->url);
+    b->server_cfg.user = xstrdup(cfg->user);
+    b->server_cfg.ca_file = cfg->ca_file ? xstrdup(cfg->ca_file) : NULL;
+    TAILQ_INIT(&b->jobs);
+
+    while ((hj = TAILQ_FIRST(&g->pending)) != NULL) {
+        if (b->job_count > 0 && b->cert_count + hj->job->cert_count > max)
+            break;
+        TAILQ_REMOVE(&g->pending, hj, link);
+        g->pending_jobs--;
+        g->pending_certs -= hj->job->cert_count;
+        TAILQ_INSERT_TAIL(&b->jobs, hj, link);
+        b->job_count++;
+        b->cert_count += hj->job->cert_count;
+
+        hj->attempts++;
+        if (hj->first_attempt_ms == 0)
+            hj->first_attempt_ms = now;
+        snprintf(key, sizeof(key), "%s:job:%s", d->cfg->key_prefix, hj->job->id);
+        rcmds_cmd(c, "HSET");
+        rcmds_arg(c, key);
+        rcmds_arg(c, "state");
+        rcmds_arg(c, "submitting");
+        rcmds_arg(c, "batch_id");
+        rcmds_arg(c, b->id);
+        rcmds_arg(c, "attempts");
+        rcmds_argf(c, "%d", hj->attempts);
+        rcmds_arg(c, "first_attempt_ms");
+        rcmds_argf(c, "%lld", (long long)hj->first_attempt_ms);
+        rcmds_arg(c, "updated_at_ms");
+        rcmds_argf(c, "%lld", (long long)now);
+    }
+    if (g->pending_jobs == 0) {
+        g->wait_over = false;
+        evtimer_del(g->wait_timer);
+    }
+
+    g->batches_in_flight++;
+    g->account->in_flight++;
+    b->server->in_flight++;
+    d->in_flight++;
+    d->stats.requests++;
+    results_add_stat(d, c, "requests_sent", 1);
+
+    buf_init(&ids);
+    log_batch_ids(&ids, &b->jobs);
+    log_info("batch sending: batch=%s server=%s user=%s jobs=%zu certificates=%zu attempt=%d job_ids=%s", b->id,
+             g->server, g->user, b->job_count, b->cert_count, TAILQ_FIRST(&b->jobs)->attempts, ids.data);
+    buf_free(&ids);
+
+    b->phase = BATCH_MARKING;
+    redisq_exec(d->rq, c, mark_done, b);
+}
+
+void batch_dispatch(struct daemon *d)
+{
+    struct group *g, *next;
+
+    if (d->stopping)
+        return;
+    for (g = TAILQ_FIRST(&d->ready); g != NULL; g = next) {
+        const struct server_config *cfg;
+        next = TAILQ_NEXT(g, ready_link);
+
+        while (group_is_ready(g) && server_can_send(d, g, &cfg)) {
+            if (cfg == NULL) {
+                fail_removed_server(d, g);
+                break;
+            }
+            batch_start(d, g, cfg);
+        }
+        if (!group_is_ready(g)) {
+            TAILQ_REMOVE(&d->ready, g, ready_link);
+            g->in_ready_list = false;
+            group_maybe_free(g);
+        }
+    }
+}
+
+void batch_add_in_doubt(struct daemon *d, struct held_job *hj)
+{
+    reconcile_start(d, hj);
+}
+
+/* ---- outcomes ---- */
+
+static void server_record_failure(struct daemon *d, struct server_state *s, const char *reason)
+{
+    s->consecutive_failures++;
+    if (s->consecutive_failures < BREAKER_THRESHOLD)
+        return;
+
+    int shift = s->consecutive_failures - BREAKER_THRESHOLD;
+    int64_t pause = (int64_t)BREAKER_BASE_MS << (shift < 10 ? shift : 10);
+    if (pause > BREAKER_MAX_MS)
+        pause = BREAKER_MAX_MS;
+    s->paused_until_ms = mono_ms() + pause;
+    free(s->pause_reason);
+    s->pause_reason = xstrdup(reason);
+    log_warn("server paused after repeated failures: server=%s failures=%d pause_ms=%lld reason=\"%s\"", s->name,
+             s->consecutive_failures, (long long)pause, reason);
+}
+
+static void server_record_success(struct server_state *s)
+{
+    if (s->paused_until_ms)
+        log_info("server answering again: server=%s", s->name);
+    s->consecutive_failures = 0;
+    s->paused_until_ms = 0;
+    free(s->pause_reason);
+    s->pause_reason = NULL;
+}
+
+static int64_t retry_delay_ms(const struct daemon *d, int attempts, int64_t retry_after_s)
+{
+    int64_t cap = d->cfg->retry_base_ms;
+
+    for (int i = 1; i < attempts && cap < d->cfg->retry_max_ms; i++)
+        cap *= 2;
+    if (cap > d->cfg->retry_max_ms)
+        cap = d->cfg->retry_max_ms;
+    /* Full jitter spreads the jobs of a recovered server over the whole window. */
+    int64_t delay = (int64_t)random_below((uint64_t)cap + 1);
+    if (retry_after_s > 0 && retry_after_s * 1000 > delay)
+        delay = retry_after_s * 1000 > d->cfg->retry_max_ms ? d->cfg->retry_max_ms : retry_after_s * 1000;
+    return delay;
+}
+
+static char *slice_certificates(const struct uapi_order_result *res, size_t from, size_t count)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+
+    yajl_gen_array_open(gen);
+    for (size_t i = from; i < from + count && i < res->cert_count; i++) {
+        yajl_gen_map_open(gen);
+        json_gen_kv_str(gen, "key_id", res->certs[i].key_id);
+        json_gen_kv_str(gen, "order_item_id", res->certs[i].order_item_id);
+        yajl_gen_map_close(gen);
+    }
+    yajl_gen_array_close(gen);
+    return json_gen_finish(gen);
+}
+
+static const char *kind_of_verdict(enum verdict v)
+{
+    switch (v) {
+    case V_SUCCESS:
+        return "succeeded";
+    case V_SPLIT:
+        return "split";
+    case V_FAILED:
+        return "failed";
+    case V_RETRY:
+        return "retry";
+    case V_AMBIGUOUS:
+        return "ambiguous";
+    default:
+        return "unknown";
+    }
+}
+
+static void batch_free(struct batch *b)
+{
+    struct group *g = b->group;
+
+    g->batches_in_flight--;
+    g->account->in_flight--;
+    b->server->in_flight--;
+    b->d->in_flight--;
+    group_maybe_free(g);
+    explicit_bzero(b->server_cfg.token, strlen(b->server_cfg.token));
+    free(b->server_cfg.token);
+    free(b->server_cfg.name);
+    free(b->server_cfg.url);
+    free(b->server_cfg.user);
+    free(b->server_cfg.ca_file);
+    free(b);
+}
+
+/* Classifies a transfer.  error receives the reason for anything but success. */
+static enum verdict classify(struct batch *b, const struct transfer_result *tr, struct uapi_order_result *res,
+                             struct buf *error, const char **error_kind)
+{
+    bool whm = b->server_cfg.auth == AUTH_WHM;
+
+    *error_kind = NULL;
+    if (tr->http_status == 0) {
+        if (!tr->request_sent) {
+            buf_printf(error, "the request never reached cPanel: %s", tr->curl_error);
+            return V_RETRY;
+        }
+        buf_printf(error, "no answer from cPanel after the request was sent: %s", tr->curl_error);
+        return V_AMBIGUOUS;
+    }
+    if (tr->truncated) {
+        buf_printf(error, "cPanel's answer passed max_response_bytes (%d) and was cut off", b->d->cfg->max_response_bytes);
+        return V_AMBIGUOUS;
+    }
+    if (tr->http_status == 401 || tr->http_status == 403) {
+        buf_printf(error, "cPanel rejected server %s's API token (HTTP %ld); check token_file and user in the config",
+                   b->server_cfg.name, tr->http_status);
+        *error_kind = "auth";
+        return V_FAILED;
+    }
+    if (tr->http_status == 429 || tr->http_status == 503) {
+        buf_printf(error, "cPanel is busy or upgrading (HTTP %ld)", tr->http_status);
+        return V_RETRY;
+    }
+    if (tr->http_status == 500 || tr->http_status == 502 || tr->http_status == 504) {
+        buf_printf(error, "cPanel answered HTTP %ld after the request was sent, so an order may exist", tr->http_status);
+        return V_AMBIGUOUS;
+    }
+    if (tr->http_status != 200) {
+        buf_printf(error, "cPanel answered HTTP %ld; check the server's url in the config", tr->http_status);
+        *error_kind = "rejected";
+        return V_FAILED;
+    }
+
+    uapi_parse_order(tr->body, tr->body_len, whm, b->cert_count, res);
+    switch (res->outcome) {
+    case UAPI_SUCCESS:
+        return V_SUCCESS;
+    case UAPI_REJECTED:
+        buf_puts(error, res->error_text);
+        *error_kind = "rejected";
+        return b->job_count > 1 ? V_SPLIT : V_FAILED;
+    case UAPI_BAD_ACCOUNT:
+        buf_printf(error, "cPanel does not know account \"%s\": %s", b->group->user, res->error_text);
+        *error_kind = "rejected";
+        return V_FAILED;
+    case UAPI_MISMATCH:
+        buf_printf(error, "%s; an order may exist, so the job is held for an operator", res->error_text);
+        *error_kind = "ambiguous";
+        return V_UNKNOWN;
+    default:
+        buf_printf(error, "%s; an order may exist", res->error_text);
+        return V_AMBIGUOUS;
+    }
+}
+
+void batch_finish(struct batch *b, const struct transfer_result *tr)
+{
+    struct daemon *d = b->d;
+    struct uapi_order_result res;
+    struct buf error;
+    const char *error_kind;
+    struct held_job *hj;
+    struct rcmds *c = rcmds_new();
+    struct held_job **done = xcalloc(b->job_count, sizeof(*done));
+    size_t done_count = 0, offset = 0;
+
+    memset(&res, 0, sizeof(res));
+    buf_init(&error);
+    enum verdict v = classify(b, tr, &res, &error, &error_kind);
+
+    log_info("batch answered: batch=%s server=%s user=%s http_status=%ld duration_ms=%lld outcome=%s%s%.300s%s", b->id,
+             b->server_cfg.name, b->group->user, tr->http_status, (long long)tr->duration_ms, kind_of_verdict(v),
+             error.len ? " error=\"" : "", error.len ? error.data : "", error.len ? "\"" : "");
+
+    if (v == V_SUCCESS)
+        server_record_success(b->server);
+    else if (v == V_RETRY && tr->http_status == 0)
+        server_record_failure(d, b->server, error.data);
+    else if (v == V_AMBIGUOUS && tr->http_status == 0 && tr->curl_code == 28)
+        server_record_failure(d, b->server, error.data);
+    if (error_kind && !strcmp(error_kind, "auth")) {
+        b->server->paused_until_ms = mono_ms() + AUTH_PAUSE_MS;
+        free(b->server->pause_reason);
+        b->server->pause_reason = xstrdup("token rejected");
+        log_error("server paused: its API token was rejected: server=%s pause_ms=%d; fix the token and reload",
+                  b->server_cfg.name, AUTH_PAUSE_MS);
+    }
+    if (v == V_AMBIGUOUS && d->cfg->ambiguous_policy == AMBIGUOUS_RETRY)
+        v = V_RETRY;
+    if (v == V_SPLIT) {
+        d->stats.splits++;
+        results_add_stat(d, c, "batches_split", 1);
+    }
+
+    while ((hj = TAILQ_FIRST(&b->jobs)) != NULL) {
+        TAILQ_REMOVE(&b->jobs, hj, link);
+        struct job_outcome o = { .batch_id = b->id, .messages_json = res.messages_json };
+
+        switch (v) {
+        case V_SUCCESS: {
+            char *certs = slice_certificates(&res, offset, hj->job->cert_count);
+            o.state = "succeeded";
+            o.order_id = res.order_id;
+            o.checkout_url = res.checkout_url;
+            o.certificates_json = certs;
+            results_add_final(d, c, hj, &o);
+            free(certs);
+            done[done_count++] = hj;
+            d->stats.succeeded++;
+            d->stats.certificates += hj->job->cert_count;
+            break;
+        }
+        case V_SPLIT:
+            /* A refused batch ordered nothing: each job goes again alone, at no cost in attempts. */
+            hj->attempts--;
+            hj->solo = true;
+            batch_add_job(d, hj);
+            break;
+        case V_RETRY:
+            if (hj->attempts >= d->cfg->max_attempts) {
+                struct buf why;
+                buf_init(&why);
+                buf_printf(&why, "gave up after %d attempts; last error: %s", hj->attempts, error.data);
+                o.state = "failed";
+                o.error = why.data;
+                o.error_kind = "exhausted";
+                results_add_final(d, c, hj, &o);
+                buf_free(&why);
+                d->stats.failed++;
+            } else {
+                int64_t delay = retry_delay_ms(d, hj->attempts, tr->retry_after_s);
+                results_add_retry(d, c, hj, now_ms() + delay, error.data);
+                log_info("job retrying: job=%s batch=%s attempts=%d delay_ms=%lld", hj->job->id, b->id, hj->attempts,
+                         (long long)delay);
+                d->stats.retries++;
+            }
+            done[done_count++] = hj;
+            break;
+        case V_AMBIGUOUS:
+            if (d->cfg->ambiguous_policy == AMBIGUOUS_RECONCILE) {
+                reconcile_add(d, c, hj, error.data);
+                done[done_count++] = hj;
+                break;
+            }
+            /* The hold policy keeps the job for an operator. */
+            __attribute__((fallthrough));
+        case V_UNKNOWN:
+            o.state = "unknown";
+            o.error = error.data;
+            o.error_kind = "ambiguous";
+            results_add_final(d, c, hj, &o);
+            done[done_count++] = hj;
+            d->stats.unknown++;
+            break;
+        case V_FAILED:
+            o.state = "failed";
+            o.error = error.data;
+            o.error_kind = error_kind ? error_kind : "rejected";
+            results_add_final(d, c, hj, &o);
+            done[done_count++] = hj;
+            d->stats.failed++;
+            break;
+        }
+        offset += hj->job->cert_count;
+    }
+
+    results_commit(d, c, done, done_count);
+    uapi_order_result_free(&res);
+    buf_free(&error);
+    batch_free(b);
+    batch_dispatch(d);
+    daemon_check_stopped(d);
+}

@@ -1,0 +1,264 @@
+/* Writing job states and final results to Redis: the job hash, reply list, events, stats and dead letters. */
+#include "daemon/results.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "daemon/certqd.h"
+#include "daemon/redisq.h"
+
+static void gen_raw_json(yajl_gen gen, const char *key, const char *json)
+{
+    char err[64];
+    yajl_val v = json ? json_parse(json, strlen(json), err, sizeof(err)) : NULL;
+
+    json_gen_str(gen, key);
+    if (v == NULL) {
+        yajl_gen_array_open(gen);
+        yajl_gen_array_close(gen);
+        return;
+    }
+    json_gen_node(gen, v);
+    yajl_tree_free(v);
+}
+
+char *results_document(const char *id, const struct job_outcome *o, int attempts)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+
+    yajl_gen_map_open(gen);
+    json_gen_kv_str(gen, "id", id);
+    json_gen_kv_str(gen, "state", o->state);
+    json_gen_kv_str(gen, "order_id", o->order_id);
+    json_gen_kv_str(gen, "checkout_url", o->checkout_url);
+    gen_raw_json(gen, "certificates", o->certificates_json);
+    gen_raw_json(gen, "messages", o->messages_json);
+    json_gen_kv_str(gen, "error", o->error);
+    json_gen_kv_str(gen, "error_kind", o->error_kind);
+    json_gen_kv_int(gen, "attempts", attempts);
+    if (o->batch_id)
+        json_gen_kv_str(gen, "batch_id", o->batch_id);
+    yajl_gen_map_close(gen);
+    return json_gen_finish(gen);
+}
+
+static void key_for(struct daemon *d, char *out, size_t len, const char *kind, const char *id)
+{
+    snprintf(out, len, "%s:%s:%s", d->cfg->key_prefix, kind, id);
+}
+
+void results_add_stat(struct daemon *d, struct rcmds *c, const char *counter, long long by)
+{
+    char key[256];
+
+    snprintf(key, sizeof(key), "%s:stats", d->cfg->key_prefix);
+    rcmds_cmd(c, "HINCRBY");
+    rcmds_arg(c, key);
+    rcmds_arg(c, counter);
+    rcmds_argf(c, "%lld", by);
+}
+
+static void add_held_delete(struct daemon *d, struct rcmds *c, const char *seq)
+{
+    char key[256];
+
+    key_for(d, key, sizeof(key), "held", d->instance_id);
+    rcmds_cmd(c, "HDEL");
+    rcmds_arg(c, key);
+    rcmds_arg(c, seq);
+}
+
+static void add_reply(struct daemon *d, struct rcmds *c, const char *reply_to, const char *doc)
+{
+    char key[256];
+
+    if (reply_to) {
+        rcmds_cmd(c, "RPUSH");
+        rcmds_arg(c, reply_to);
+        rcmds_arg(c, doc);
+        rcmds_cmd(c, "EXPIRE");
+        rcmds_arg(c, reply_to);
+        rcmds_argf(c, "%d", d->cfg->result_ttl_s);
+    }
+    snprintf(key, sizeof(key), "%s:events", d->cfg->key_prefix);
+    rcmds_cmd(c, "PUBLISH");
+    rcmds_arg(c, key);
+    rcmds_arg(c, doc);
+}
+
+static void add_dead(struct daemon *d, struct rcmds *c, const char *id, const char *error, const char *kind,
+                     const char *payload)
+{
+    char key[256];
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    char *redacted = job_redact_payload(payload, strlen(payload));
+
+    yajl_gen_map_open(gen);
+    json_gen_kv_str(gen, "id", id);
+    json_gen_kv_str(gen, "error", error);
+    json_gen_kv_str(gen, "error_kind", kind);
+    json_gen_kv_int(gen, "failed_at_ms", now_ms());
+    json_gen_kv_str(gen, "instance", d->instance_id);
+    json_gen_kv_str(gen, "payload", redacted);
+    yajl_gen_map_close(gen);
+    char *entry = json_gen_finish(gen);
+    free(redacted);
+
+    snprintf(key, sizeof(key), "%s:dead", d->cfg->key_prefix);
+    rcmds_cmd(c, "LPUSH");
+    rcmds_arg(c, key);
+    rcmds_arg(c, entry);
+    rcmds_cmd(c, "LTRIM");
+    rcmds_arg(c, key);
+    rcmds_arg(c, "0");
+    rcmds_argf(c, "%d", d->cfg->dead_max - 1);
+    free(entry);
+}
+
+static void hset_pair(struct rcmds *c, const char *field, const char *value)
+{
+    if (value == NULL)
+        return;
+    rcmds_arg(c, field);
+    rcmds_arg(c, value);
+}
+
+void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, const struct job_outcome *o)
+{
+    char key[256];
+    const struct job *job = hj->job;
+    char *doc = results_document(job->id, o, hj->attempts);
+
+    key_for(d, key, sizeof(key), "job", job->id);
+    rcmds_cmd(c, "HSET");
+    rcmds_arg(c, key);
+    hset_pair(c, "state", o->state);
+    rcmds_arg(c, "attempts");
+    rcmds_argf(c, "%d", hj->attempts);
+    rcmds_arg(c, "updated_at_ms");
+    rcmds_argf(c, "%lld", (long long)now_ms());
+    hset_pair(c, "batch_id", o->batch_id);
+    hset_pair(c, "order_id", o->order_id);
+    hset_pair(c, "checkout_url", o->checkout_url);
+    hset_pair(c, "certificates", o->certificates_json);
+    hset_pair(c, "messages", o->messages_json);
+    hset_pair(c, "error", o->error);
+    hset_pair(c, "error_kind", o->error_kind);
+    hset_pair(c, "result", doc);
+    rcmds_cmd(c, "HDEL");
+    rcmds_arg(c, key);
+    rcmds_arg(c, "owner");
+    rcmds_arg(c, "payload");
+    if (o->error == NULL) {
+        rcmds_cmd(c, "HDEL");
+        rcmds_arg(c, key);
+        rcmds_arg(c, "error");
+        rcmds_arg(c, "error_kind");
+    }
+    rcmds_cmd(c, "EXPIRE");
+    rcmds_arg(c, key);
+    rcmds_argf(c, "%d", d->cfg->result_ttl_s);
+
+    add_held_delete(d, c, hj->seq);
+    add_reply(d, c, job->reply_to, doc);
+    if (!strcmp(o->state, "failed"))
+        add_dead(d, c, job->id, o->error, o->error_kind, hj->payload);
+    results_add_stat(d, c, o->state, 1);
+    if (!strcmp(o->state, "succeeded"))
+        results_add_stat(d, c, "certificates_ordered", (long long)job->cert_count);
+    free(doc);
+
+    log_info("job %s: job=%s batch=%s server=%s user=%s attempts=%d%s%s%s%s%s", o->state, job->id,
+             o->batch_id ? o->batch_id : "-", job->server, job->user ? job->user : "-", hj->attempts,
+             o->order_id ? " order=" : "", o->order_id ? o->order_id : "", o->error_kind ? " error_kind=" : "",
+             o->error_kind ? o->error_kind : "", "");
+    if (o->error)
+        log_info("job %s reason: job=%s error=\"%.300s\"", o->state, job->id, o->error);
+}
+
+void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, int64_t due_ms, const char *error)
+{
+    char key[256], zset[256];
+
+    key_for(d, key, sizeof(key), "job", hj->job->id);
+    rcmds_cmd(c, "HSET");
+    rcmds_arg(c, key);
+    rcmds_arg(c, "state");
+    rcmds_arg(c, "retrying");
+    rcmds_arg(c, "attempts");
+    rcmds_argf(c, "%d", hj->attempts);
+    rcmds_arg(c, "updated_at_ms");
+    rcmds_argf(c, "%lld", (long long)now_ms());
+    rcmds_arg(c, "retry_at_ms");
+    rcmds_argf(c, "%lld", (long long)due_ms);
+    rcmds_arg(c, "error");
+    rcmds_arg(c, error);
+    /* The payload (with its access token) waits in the job hash until the retry takes it back. */
+    rcmds_arg(c, "payload");
+    rcmds_arg(c, hj->payload);
+    snprintf(zset, sizeof(zset), "%s:retry", d->cfg->key_prefix);
+    rcmds_cmd(c, "ZADD");
+    rcmds_arg(c, zset);
+    rcmds_argf(c, "%lld", (long long)due_ms);
+    rcmds_arg(c, hj->job->id);
+    add_held_delete(d, c, hj->seq);
+    results_add_stat(d, c, "retries", 1);
+}
+
+struct commit_ctx {
+    struct held_job **jobs;
+    size_t count;
+};
+
+static void commit_done(struct daemon *d, void *arg, redisReply *reply)
+{
+    struct commit_ctx *ctx = arg;
+
+    if (reply->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < reply->elements; i++)
+            if (reply->element[i]->type == REDIS_REPLY_ERROR)
+                log_error("redis write of a result failed: error=\"%.200s\"", reply->element[i]->str);
+    for (size_t i = 0; i < ctx->count; i++)
+        queue_job_release(d, ctx->jobs[i]);
+    free(ctx->jobs);
+    free(ctx);
+}
+
+void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count)
+{
+    struct commit_ctx *ctx = xcalloc(1, sizeof(*ctx));
+
+    ctx->jobs = jobs;
+    ctx->count = count;
+    redisq_exec(d->rq, c, commit_done, ctx);
+}
+
+void results_dead_letter(struct daemon *d, struct held_job *hj, const char *error)
+{
+    struct rcmds *c = rcmds_new();
+    char *id = NULL, *reply_to = NULL;
+    struct job_outcome o = { .state = "failed", .error = error, .error_kind = "invalid_job" };
+
+    job_peek(hj->payload, strlen(hj->payload), d->cfg->reply_prefix, &id, &reply_to);
+    log_warn("job invalid, moved to the dead-letter list: job=%s seq=%s error=\"%.300s\"", id ? id : "-", hj->seq,
+             error);
+
+    add_dead(d, c, id, error, "invalid_job", hj->payload);
+    add_held_delete(d, c, hj->seq);
+    char *doc = results_document(id, &o, 0);
+    add_reply(d, c, reply_to, doc);
+    free(doc);
+    results_add_stat(d, c, "received", 1);
+    results_add_stat(d, c, "invalid", 1);
+    results_add_stat(d, c, "failed", 1);
+
+    struct held_job **jobs = xcalloc(1, sizeof(*jobs));
+    jobs[0] = hj;
+    results_commit(d, c, jobs, 1);
+    free(id);
+    free(reply_to);
+}
