@@ -32,10 +32,14 @@ struct server_thread {
 	struct event_base *base;
 	struct evhttp *http;
 	SSL_CTX *tls;
+	struct call *calls;     /* calls not yet answered, freed at exit */
 };
 
 /* One Market call from arrival to its answer. */
 struct call {
+	struct server_thread *thread;
+	struct call *prev;
+	struct call *next;
 	struct evhttp_request *req;
 	struct event_base *base;
 	struct event *timer;
@@ -54,6 +58,13 @@ struct call {
 
 static void server_free_call(struct call *call)
 {
+	if (call->prev != NULL)
+		call->prev->next = call->next;
+	else
+		call->thread->calls = call->next;
+	if (call->next != NULL)
+		call->next->prev = call->prev;
+
 	if (call->holds_account)
 		state_release_account(call->account);
 	if (call->timer != NULL)
@@ -517,7 +528,7 @@ static long server_authenticate(struct call *call, const char *header)
 	if (colon == NULL)
 		return -1;
 	*colon = '\0';
-	snprintf(call->auth_user, sizeof(call->auth_user), "%s", credentials);
+	snprintf(call->auth_user, sizeof(call->auth_user), "%.127s", credentials);
 
 	if (call->route == ROUTE_WHM)
 		return state_check_whm(credentials, colon + 1) ? 0 : -1;
@@ -659,6 +670,11 @@ static void server_handle_market(struct evhttp_request *req,
 		evhttp_send_error(req, 500, "out of memory");
 		return;
 	}
+	call->thread = thread;
+	call->next = thread->calls;
+	if (thread->calls != NULL)
+		thread->calls->prev = call;
+	thread->calls = call;
 	call->req = req;
 	call->base = thread->base;
 	call->route = route;
@@ -833,6 +849,11 @@ void server_thread_free(struct server_thread *thread)
 {
 	if (thread == NULL)
 		return;
+
+	/* Calls still held by a fault end unanswered; evhttp_free then frees
+	 * their requests with the connections. */
+	while (thread->calls != NULL)
+		server_free_call(thread->calls);
 	if (thread->http != NULL)
 		evhttp_free(thread->http);
 	if (thread->base != NULL)
