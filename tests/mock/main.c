@@ -2,6 +2,8 @@
  * on command, for testing certqd without a real cPanel server. */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +62,12 @@ static evutil_socket_t main_listen(const char *host, int port,
 		goto fail;
 	if (reuse_port &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	/* bufferevent_openssl sends the headers and the body of an answer as
+	 * separate TLS records; with Nagle's algorithm the second one waits
+	 * for the client's delayed ACK, about 40 ms on Linux. Accepted
+	 * sockets inherit this option from the listening socket on Linux. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, addrs->ai_addr, addrs->ai_addrlen) < 0)
 		goto fail;
