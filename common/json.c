@@ -8,13 +8,14 @@
 
 #define JSON_MAX_DEPTH 64
 
-struct depth_state {
+struct scan_state {
     int depth;
+    bool nul_in_string;
 };
 
 static int depth_open(void *ctx)
 {
-    struct depth_state *d = ctx;
+    struct scan_state *d = ctx;
 
     return ++d->depth <= JSON_MAX_DEPTH;
 }
@@ -31,14 +32,30 @@ static int depth_open_array(void *ctx)
 
 static int depth_close(void *ctx)
 {
-    struct depth_state *d = ctx;
+    struct scan_state *d = ctx;
 
     d->depth--;
     return 1;
 }
 
-/* Only nesting is tracked: yajl_tree and our writers recurse, so depth is capped before they run. */
-static const yajl_callbacks depth_callbacks = {
+/*
+ * Rejects strings and keys that decode to a NUL byte ("\u0000"): the tree keeps
+ * C strings, so "certq:reply:a\u0000x" would be checked and used as "certq:reply:a".
+ */
+static int reject_nul(void *ctx, const unsigned char *s, size_t len)
+{
+    struct scan_state *d = ctx;
+
+    if (memchr(s, '\0', len) == NULL)
+        return 1;
+    d->nul_in_string = true;
+    return 0;
+}
+
+/* The first pass caps nesting, because yajl_tree and our writers recurse, and rejects NUL bytes in strings. */
+static const yajl_callbacks scan_callbacks = {
+    .yajl_string = reject_nul,
+    .yajl_map_key = reject_nul,
     .yajl_start_map = depth_open_map,
     .yajl_end_map = depth_close,
     .yajl_start_array = depth_open_array,
@@ -47,11 +64,11 @@ static const yajl_callbacks depth_callbacks = {
 
 yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
 {
-    struct depth_state depth = { 0 };
-    yajl_handle h = yajl_alloc(&depth_callbacks, NULL, &depth);
+    struct scan_state scan = { 0 };
+    yajl_handle h = yajl_alloc(&scan_callbacks, NULL, &scan);
     yajl_status st;
 
-    /* A first pass without callbacks checks the syntax and reports a position without quoting input. */
+    /* A first pass checks the syntax, nesting and NUL bytes, and reports a position without quoting input. */
     st = yajl_parse(h, (const unsigned char *)text, len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);
@@ -59,7 +76,9 @@ yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
         unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
         size_t at = yajl_get_bytes_consumed(h);
         char *nl;
-        if (st == yajl_status_client_canceled)
+        if (st == yajl_status_client_canceled && scan.nul_in_string)
+            snprintf(err, err_len, "JSON string contains a NUL character (\\u0000) at byte %zu", at);
+        else if (st == yajl_status_client_canceled)
             snprintf(err, err_len, "JSON nested deeper than %d levels at byte %zu", JSON_MAX_DEPTH, at);
         else
             snprintf(err, err_len, "%s at byte %zu", (const char *)msg, at);

@@ -454,6 +454,9 @@ static void test_job_reply_to_invalid(void **state)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_rejected(example_with("reply_to", cases[i][0]), "reply_to:", cases[i][1]);
+
+    /* A NUL would cut the key short, to "certq:reply:a", so the JSON itself is rejected. */
+    assert_rejected(example_with("reply_to", "'certq:reply:a\\u0000b'"), "NUL character", NULL);
 }
 
 static void test_job_id_invalid(void **state)
@@ -469,6 +472,7 @@ static void test_job_id_invalid(void **state)
     assert_rejected(example_with("id", "'a/b'"), "id: invalid value \"a/b\"", NULL);
     assert_rejected(example_with("id", "'a b'"), "id: invalid value \"a b\"", NULL);
     assert_rejected(example_with("id", "''"), "id: invalid value \"\"", NULL);
+    assert_rejected(example_with("id", "'ab\\u0000cd'"), "NUL character", NULL);
     assert_rejected(example_with("id", "12"), "id: must be a string, not a number", NULL);
 }
 
@@ -618,6 +622,9 @@ static void test_job_subject_control_chars(void **state)
     assert_cert_rejected("{'product_id':143,'price':6,'subject_names':[['dNSName','example.com']],"
                          "'subject':[['localityName',' Houston']]}",
                          "certificates[0].subject[0]: invalid localityName value \" Houston\"", NULL);
+    assert_cert_rejected("{'product_id':143,'price':6,'subject_names':[['dNSName','example.com']],"
+                         "'subject':[['localityName','Hou\\u0000ston']]}",
+                         "NUL character", NULL);
 }
 
 static void test_job_error_hides_token(void **state)
