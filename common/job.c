@@ -599,10 +599,15 @@ char *job_redact_payload(const char *payload, size_t len)
         i = at;
 
         /* Skip blanks and the colon, then replace the string value that follows, escapes included. */
+        bool colon = false;
         while (i < len && (payload[i] == ' ' || payload[i] == '\t' || payload[i] == '\n' || payload[i] == '\r' || payload[i] == ':')) {
+            colon = colon || payload[i] == ':';
             buf_append(&out, payload + i, 1);
             i++;
         }
+        /* When "access_token" is a value rather than a key, nothing follows it to redact. */
+        if (!colon && (i == len || payload[i] == ',' || payload[i] == '}' || payload[i] == ']'))
+            continue;
         if (i < len && payload[i] == '"') {
             i++;
             while (i < len && payload[i] != '"') {

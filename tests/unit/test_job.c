@@ -739,6 +739,15 @@ static void test_job_redact_every_occurrence(void **state)
     free(out);
 }
 
+static void test_job_redact_no_token(void **state)
+{
+    static const char payload[] = "{\"server\":\"cp1\",\"note\":\"access_token\"}";
+    char *out = job_redact_payload(payload, strlen(payload));
+
+    assert_string_equal(out, payload);
+    free(out);
+}
+
 static void test_job_payload_with_id(void **state)
 {
     char *out = job_payload_with_id(example_job, strlen(example_job), "gen-1");
@@ -921,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_job_redact_unterminated),
         cmocka_unit_test(test_job_redact_bare_value),
         cmocka_unit_test(test_job_redact_every_occurrence),
+        cmocka_unit_test(test_job_redact_no_token),
         cmocka_unit_test(test_job_payload_with_id),
         cmocka_unit_test(test_job_peek_valid),
         cmocka_unit_test(test_job_peek_invalid),
