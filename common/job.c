@@ -581,6 +581,45 @@ void job_free(struct job *job)
     free(job);
 }
 
+/*
+ * Rewrites a payload whose top-level access_token survived the textual scan,
+ * which happens when the key is spelled with escapes ("access\u005ftoken").
+ * Takes ownership of scanned; returns it unchanged when no token is left.
+ */
+static char *redact_escaped_keys(char *scanned)
+{
+    char err[64];
+    yajl_val root = json_parse(scanned, strlen(scanned), err, sizeof(err));
+    bool left = false;
+
+    if (root == NULL)
+        return scanned;
+    for (size_t i = 0; root->type == yajl_t_object && i < root->u.object.len; i++) {
+        yajl_val v = root->u.object.values[i];
+        if (!strcmp(root->u.object.keys[i], "access_token") &&
+            !(v->type == yajl_t_string && !strcmp(v->u.string, "[redacted]")))
+            left = true;
+    }
+    if (!left) {
+        yajl_tree_free(root);
+        return scanned;
+    }
+
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(gen);
+    for (size_t i = 0; i < root->u.object.len; i++) {
+        json_gen_str(gen, root->u.object.keys[i]);
+        if (!strcmp(root->u.object.keys[i], "access_token"))
+            json_gen_str(gen, "[redacted]");
+        else
+            json_gen_node(gen, root->u.object.values[i]);
+    }
+    yajl_gen_map_close(gen);
+    yajl_tree_free(root);
+    free(scanned);
+    return json_gen_finish(gen);
+}
+
 char *job_redact_payload(const char *payload, size_t len)
 {
     static const char key[] = "\"access_token\"";
@@ -625,7 +664,7 @@ char *job_redact_payload(const char *payload, size_t len)
             buf_puts(&out, "\"[redacted]\"");
         }
     }
-    return buf_steal(&out);
+    return redact_escaped_keys(buf_steal(&out));
 }
 
 char *job_payload_with_id(const char *payload, size_t len, const char *id)

@@ -739,6 +739,17 @@ static void test_job_redact_every_occurrence(void **state)
     free(out);
 }
 
+static void test_job_redact_escaped_key(void **state)
+{
+    /* JSON allows the key to be spelled with escapes; it still names the access token. */
+    static const char payload[] = "{\"access\\u005ftoken\":\"" SECRET_TOKEN "\",\"server\":\"cp1\"}";
+    char *out = job_redact_payload(payload, strlen(payload));
+
+    assert_not_contains(out, SECRET_TOKEN);
+    assert_string_equal(out, "{\"access_token\":\"[redacted]\",\"server\":\"cp1\"}");
+    free(out);
+}
+
 static void test_job_redact_no_token(void **state)
 {
     static const char payload[] = "{\"server\":\"cp1\",\"note\":\"access_token\"}";
@@ -930,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_job_redact_unterminated),
         cmocka_unit_test(test_job_redact_bare_value),
         cmocka_unit_test(test_job_redact_every_occurrence),
+        cmocka_unit_test(test_job_redact_escaped_key),
         cmocka_unit_test(test_job_redact_no_token),
         cmocka_unit_test(test_job_payload_with_id),
         cmocka_unit_test(test_job_peek_valid),
