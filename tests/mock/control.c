@@ -176,7 +176,7 @@ done:
 	free(text);
 }
 
-/* Answer a read-back request with the array or object WRITE produces. */
+/* Reply to a read-back request with the array or object WRITE produces. */
 static void control_write(struct evhttp_request *req,
     int (*write)(struct evbuffer *out))
 {

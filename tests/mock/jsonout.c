@@ -1,4 +1,4 @@
-/* Helpers around yajl_gen for writing the mock's JSON answers. */
+/* Helpers around yajl_gen for writing the mock's JSON responses. */
 #include "tests/mock/jsonout.h"
 
 #include <stdio.h>
@@ -12,7 +12,7 @@ yajl_gen jsonout_new(void)
 	if (gen == NULL)
 		return NULL;
 	/* Certificates may carry any bytes a client sent; echo them back
-	 * instead of failing the whole answer. */
+	 * instead of failing the whole response. */
 	yajl_gen_config(gen, yajl_gen_validate_utf8, 0);
 	return gen;
 }

@@ -1,4 +1,4 @@
-/* Helpers around yajl_gen for writing the mock's JSON answers. */
+/* Helpers around yajl_gen for writing the mock's JSON responses. */
 #ifndef MOCK_JSONOUT_H
 #define MOCK_JSONOUT_H
 

@@ -63,7 +63,7 @@ static evutil_socket_t main_listen(const char *host, int port,
 	if (reuse_port &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
-	/* bufferevent_openssl sends the headers and the body of an answer as
+	/* bufferevent_openssl sends the headers and the body of a response as
 	 * separate TLS records; with Nagle's algorithm the second one waits
 	 * for the client's delayed ACK, about 40 ms on Linux. Accepted
 	 * sockets inherit this option from the listening socket on Linux. */

@@ -18,7 +18,7 @@ struct market_params {
 	size_t certificate_count;
 };
 
-/* Messages for an answer's "errors" or "messages" array. */
+/* Messages for a response's "errors" or "messages" array. */
 struct message_list {
 	char **items;
 	size_t count;

@@ -1,5 +1,5 @@
 /* HTTP(S) front end of the mock: one evhttp per thread, routing,
- * authentication, fault injection and the UAPI answers. */
+ * authentication, fault injection and the UAPI responses. */
 #include "tests/mock/server.h"
 
 #include <poll.h>
@@ -32,10 +32,10 @@ struct server_thread {
 	struct event_base *base;
 	struct evhttp *http;
 	SSL_CTX *tls;
-	struct call *calls;     /* calls not yet answered, freed at exit */
+	struct call *calls;     /* calls without a reply yet, freed at exit */
 };
 
-/* One Market call from arrival to its answer. */
+/* One Market call from arrival to its reply. */
 struct call {
 	struct server_thread *thread;
 	struct call *prev;
@@ -92,7 +92,7 @@ static void server_finish(struct call *call, int http_status,
 	server_free_call(call);
 }
 
-/* Close the connection without an answer. Shutting the socket down first
+/* Close the connection without a reply. Shutting the socket down first
  * makes the reply that follows fail to write, and evhttp then frees the
  * connection and the request. */
 static void server_drop_request(struct evhttp_request *req)
@@ -132,7 +132,7 @@ static void server_finish_piece(yajl_gen gen, struct evbuffer *out)
 	yajl_gen_reset(gen, NULL);
 }
 
-/* Wrap the flat UAPI answer in the WHM envelope when the call came
+/* Wrap the flat UAPI response in the WHM envelope when the call came
  * through /json-api/cpanel. */
 static void server_open_envelope(struct call *call, yajl_gen gen,
     struct evbuffer *out)
@@ -161,7 +161,7 @@ static void server_close_envelope(struct call *call, yajl_gen gen,
 		evbuffer_add_printf(out, "}");
 }
 
-/* Answer HTTP 200 with status 0 and ERRORS, as cPanel does when the
+/* Reply HTTP 200 with status 0 and ERRORS, as cPanel does when the
  * function ran and failed. */
 static void server_finish_failed(struct call *call,
     const struct message_list *errors, enum fault_kind fault)
@@ -209,7 +209,7 @@ static void server_finish_status_fault(struct call *call)
 
 static void server_finish_malformed(struct call *call)
 {
-	/* Valid JSON up to a cut, like an answer truncated by a proxy. */
+	/* Valid JSON up to a cut, like a response truncated by a proxy. */
 	evbuffer_add_printf(server_reply_buffer(call),
 	    "{\"data\":{\"order_id\":\"%s\",\"checkout_url\":\"https://store.exa",
 	    call->order_id);
@@ -218,7 +218,7 @@ static void server_finish_malformed(struct call *call)
 
 static void server_hang_check(evutil_socket_t fd, short what, void *arg);
 
-/* Keep the request without answering until the client goes away or the
+/* Keep the request without replying until the client goes away or the
  * faults are cleared. */
 static void server_hold(struct call *call)
 {
@@ -307,7 +307,7 @@ static void server_finish_ordered(struct call *call,
 		return;
 	}
 
-	/* A short answer lists one certificate fewer than were ordered. */
+	/* A short response lists one certificate fewer than were ordered. */
 	if (fault == FAULT_SHORT && count > 0)
 		count--;
 
@@ -475,7 +475,7 @@ static void server_dispatch(struct call *call)
 	server_run_function(call);
 }
 
-/* Answer a request that never reached the Market function with a JSON
+/* Reply to a request that never reached the Market function with a JSON
  * BODY. */
 static void server_reply_early(struct evhttp_request *req, int http_status,
     const char *body)
@@ -554,7 +554,7 @@ static void server_reject_credentials(struct call *call)
 	server_free_call(call);
 }
 
-/* Answer a WHM call whose cpanel_jsonapi_* fields are wrong the way WHM
+/* Reject a WHM call whose cpanel_jsonapi_* fields are wrong the way WHM
  * does: HTTP 200 with a top-level error. */
 static void server_reject_whm_call(struct call *call, const char *reason)
 {
@@ -582,7 +582,7 @@ static void server_reject_whm_call(struct call *call, const char *reason)
 }
 
 /* Read the WHM fields naming the account and function. Returns 0, or -1
- * after answering. */
+ * after replying. */
 static int server_read_whm_fields(struct call *call)
 {
 	const char *user = form_get(&call->form, "cpanel_jsonapi_user");
@@ -608,7 +608,7 @@ static int server_read_whm_fields(struct call *call)
 	}
 	if (version == NULL || strcmp(version, "3") != 0) {
 		server_reject_whm_call(call, "Unsupported \"cpanel_jsonapi_apiversion\": "
-		    "this server answers version 3 (UAPI) only.");
+		    "this server supports version 3 (UAPI) only.");
 		return -1;
 	}
 	if (module == NULL || strcmp(module, "Market") != 0) {
@@ -620,7 +620,7 @@ static int server_read_whm_fields(struct call *call)
 }
 
 /* Decode the form from the POST body, or from the query string of a GET.
- * Returns 0, or -1 after answering. */
+ * Returns 0, or -1 after replying. */
 static int server_decode_form(struct call *call)
 {
 	struct evhttp_request *req = call->req;
@@ -850,7 +850,7 @@ void server_thread_free(struct server_thread *thread)
 	if (thread == NULL)
 		return;
 
-	/* Calls still held by a fault end unanswered; evhttp_free then frees
+	/* Calls still held by a fault end without a reply; evhttp_free then frees
 	 * their requests with the connections. */
 	while (thread->calls != NULL)
 		server_free_call(thread->calls);

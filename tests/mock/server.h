@@ -1,5 +1,5 @@
 /* HTTP(S) front end of the mock: one evhttp per thread, routing,
- * authentication, fault injection and the UAPI answers. */
+ * authentication, fault injection and the UAPI responses. */
 #ifndef MOCK_SERVER_H
 #define MOCK_SERVER_H
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Integration tests of mock-cpanel: start it on free loopback ports, drive
-# it with curl and check its answers with jq.
+# it with curl and check its responses with jq.
 # Usage: tests/mock/test-mock.sh BUILD_DIR   (BUILD_DIR holds mock-cpanel)
 set -u
 
@@ -420,8 +420,8 @@ test_fault_latency() {
     code=$(order "cpanel bob:bobtoken" "$(cert a.example)")
     end=$(date +%s%N)
     expect_eq "HTTP status" "$code" 200 || return 1
-    [ $(((end - start) / 1000000)) -ge 400 ] || { echo "answered after $(((end - start) / 1000000)) ms, expected 400 or more"; return 1; }
-    [ $(((end - start) / 1000000)) -lt 2000 ] || { echo "answered after $(((end - start) / 1000000)) ms, expected under 2000"; return 1; }
+    [ $(((end - start) / 1000000)) -ge 400 ] || { echo "replied after $(((end - start) / 1000000)) ms, expected 400 or more"; return 1; }
+    [ $(((end - start) / 1000000)) -lt 2000 ] || { echo "replied after $(((end - start) / 1000000)) ms, expected under 2000"; return 1; }
     expect_json "ordered" "$(control_get stats)" '.orders == 1' || return 1
 }
 
