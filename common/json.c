@@ -39,8 +39,8 @@ static int depth_close(void *ctx)
 }
 
 /*
- * Rejects strings and keys that decode to a NUL byte ("\u0000"): the tree keeps
- * C strings, so "certq:reply:a\u0000x" would be checked and used as "certq:reply:a".
+ * Rejects strings and keys that decode to a NUL byte ("\u0000"), because the tree
+ * keeps C strings and would check and use "certq:reply:a\u0000x" as "certq:reply:a".
  */
 static int reject_nul(void *ctx, const unsigned char *s, size_t len)
 {
@@ -75,16 +75,16 @@ yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
     if (st != yajl_status_ok) {
         unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
         size_t at = yajl_get_bytes_consumed(h);
-        char *nl;
+        /* yajl ends its message with a newline, which would cut off the offset below. */
+        char *nl = strchr((char *)msg, '\n');
+        if (nl)
+            *nl = '\0';
         if (st == yajl_status_client_canceled && scan.nul_in_string)
             snprintf(err, err_len, "JSON string contains a NUL character (\\u0000) at byte %zu", at);
         else if (st == yajl_status_client_canceled)
             snprintf(err, err_len, "JSON nested deeper than %d levels at byte %zu", JSON_MAX_DEPTH, at);
         else
             snprintf(err, err_len, "%s at byte %zu", (const char *)msg, at);
-        nl = strchr(err, '\n');
-        if (nl)
-            *nl = '\0';
         yajl_free_error(h, msg);
         yajl_free(h);
         return NULL;

@@ -63,6 +63,17 @@ static void test_json_error_unterminated_string(void **state)
     assert_not_contains(err, "5a6b");
 }
 
+static void test_json_error_names_offset(void **state)
+{
+    static const char text[] = "{\"a\":1,}";
+    char err[256];
+
+    assert_null(json_parse(text, strlen(text), err, sizeof(err)));
+    assert_contains(err, "parse error");
+    assert_contains(err, " at byte 8");
+    assert_not_contains(err, "\n");
+}
+
 static void test_json_error_trailing_text(void **state)
 {
     char err[256];
@@ -260,6 +271,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_error_hides_input),
         cmocka_unit_test(test_json_error_unterminated_string),
+        cmocka_unit_test(test_json_error_names_offset),
         cmocka_unit_test(test_json_error_trailing_text),
         cmocka_unit_test(test_json_length_not_nul),
         cmocka_unit_test(test_json_depth_limit),
