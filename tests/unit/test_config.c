@@ -62,7 +62,7 @@ static void assert_no_token(const char *text)
         fail_msg("\"%s\" contains the token", text);
 }
 
-/* Loads text as a config file; returns the config or NULL with the message in err. */
+/* Loads text as a config file and returns the config, or NULL with the message in err. */
 static struct config *load_text(const char *text, char *err, size_t err_len)
 {
     char path[64];
@@ -73,7 +73,7 @@ static struct config *load_text(const char *text, char *err, size_t err_len)
     return cfg;
 }
 
-/* Loads [certqd] lines followed by a valid [server cp1] section; the config must load. */
+/* Loads [certqd] lines followed by a valid [server cp1] section, which must succeed. */
 static struct config *load_valid(const char *main_lines)
 {
     struct buf text;
@@ -89,7 +89,7 @@ static struct config *load_valid(const char *main_lines)
     return cfg;
 }
 
-/* Loads text with its one %s replaced by the 0600 token file; it must fail with each part in the message. */
+/* Checks that text, with its one %s replaced by the 0600 token file, fails with each part in the message. */
 static void assert_rejected(const char *text_with_path, const char *part1, const char *part2)
 {
     const char *slot = strstr(text_with_path, "%s");
