@@ -18,6 +18,7 @@ struct redisq;
 struct submitter;
 struct group;
 struct batch;
+struct journal;
 
 /* A job taken from Redis and held in memory until its request has a final answer. */
 struct held_job {
@@ -99,6 +100,7 @@ struct daemon {
 
     struct redisq *rq;
     struct submitter *sub;
+    struct journal *journal;
 
     struct hmap held;          /* seq -> held_job, every job this instance holds */
     size_t held_count;

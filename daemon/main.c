@@ -11,7 +11,9 @@
 #include "common/log.h"
 #include "daemon/batch.h"
 #include "daemon/certqd.h"
+#include "daemon/journal.h"
 #include "daemon/redisq.h"
+#include "daemon/results.h"
 #include "daemon/submit.h"
 
 #define EXIT_CONFIG 78
@@ -243,6 +245,13 @@ static int run(struct daemon *d)
     }
     d->sub = submit_new(d);
     d->rq = redisq_new(d);
+    char err[512];
+    d->journal = journal_open(d->cfg->state_dir, err, sizeof(err));
+    if (d->journal == NULL) {
+        log_error("cannot start: %s", err);
+        return 1;
+    }
+    results_replay_journal(d);
     d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -263,6 +272,8 @@ static int run(struct daemon *d)
 
     event_base_dispatch(d->base);
 
+    results_flush(d);
+    results_shutdown();
     event_free(tick);
     event_free(d->sig_term);
     event_free(d->sig_int);
@@ -340,6 +351,7 @@ int main(int argc, char **argv)
 
     int rc = run(&d);
 
+    journal_close(d.journal);
     batch_free_all(&d);
     redisq_free(d.rq);
     submit_free(d.sub);

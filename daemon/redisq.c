@@ -175,6 +175,13 @@ size_t rcmds_count(const struct rcmds *c)
     return c->count;
 }
 
+void rcmds_get(const struct rcmds *c, size_t i, int *argc, const char *const **argv, const size_t **lens)
+{
+    *argc = c->cmds[i].argc;
+    *argv = (const char *const *)c->cmds[i].argv;
+    *lens = c->cmds[i].argvlen;
+}
+
 const char *redisq_key(const struct redisq *rq, char *out, size_t out_len, const char *suffix)
 {
     snprintf(out, out_len, "%s:%s", rq->d->cfg->key_prefix, suffix);

@@ -35,6 +35,8 @@ void rcmds_arg(struct rcmds *c, const char *s);
 void rcmds_argn(struct rcmds *c, const char *s, size_t len);
 void rcmds_argf(struct rcmds *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t rcmds_count(const struct rcmds *c);
+/* Reads command i of c, for the journal. */
+void rcmds_get(const struct rcmds *c, size_t i, int *argc, const char *const **argv, const size_t **lens);
 
 /*
  * Runs the commands in one transaction, taking ownership of c.  Operations run

@@ -1,6 +1,7 @@
 /* Writing job states and final results to Redis: the job hash, reply list, events, stats and dead letters. */
 #include "daemon/results.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
@@ -9,6 +10,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "daemon/certqd.h"
+#include "daemon/journal.h"
 #include "daemon/redisq.h"
 
 static void gen_raw_json(yajl_gen gen, const char *key, const char *json)
@@ -210,9 +212,17 @@ void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, i
 }
 
 struct commit_ctx {
+    TAILQ_ENTRY(commit_ctx) link;
     struct held_job **jobs;
     size_t count;
+    struct rcmds *cmds;
+    uint64_t journal_id;
 };
+TAILQ_HEAD(commit_list, commit_ctx);
+
+/* Outcomes appended to the journal but not yet synced: one fsync covers all of a loop turn's. */
+static struct commit_list unsynced = TAILQ_HEAD_INITIALIZER(unsynced);
+static struct event *sync_event;
 
 static void commit_done(struct daemon *d, void *arg, redisReply *reply)
 {
@@ -222,10 +232,26 @@ static void commit_done(struct daemon *d, void *arg, redisReply *reply)
         for (size_t i = 0; i < reply->elements; i++)
             if (reply->element[i]->type == REDIS_REPLY_ERROR)
                 log_error("redis write of a result failed: error=\"%.200s\"", reply->element[i]->str);
+    if (d->journal)
+        journal_done(d->journal, ctx->journal_id);
     for (size_t i = 0; i < ctx->count; i++)
         queue_job_release(d, ctx->jobs[i]);
     free(ctx->jobs);
     free(ctx);
+}
+
+static void sync_and_send(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct commit_ctx *ctx;
+
+    if (d->journal && !journal_sync(d->journal))
+        log_error("outcomes go to Redis without a durable journal copy: state_dir=%s", d->cfg->state_dir);
+    while ((ctx = TAILQ_FIRST(&unsynced)) != NULL) {
+        TAILQ_REMOVE(&unsynced, ctx, link);
+        redisq_exec(d->rq, ctx->cmds, commit_done, ctx);
+        ctx->cmds = NULL;
+    }
 }
 
 void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count)
@@ -234,7 +260,52 @@ void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, s
 
     ctx->jobs = jobs;
     ctx->count = count;
-    redisq_exec(d->rq, c, commit_done, ctx);
+    ctx->cmds = c;
+    if (d->journal)
+        ctx->journal_id = journal_append(d->journal, c);
+    TAILQ_INSERT_TAIL(&unsynced, ctx, link);
+    if (sync_event == NULL)
+        sync_event = event_new(d->base, -1, 0, sync_and_send, d);
+    event_active(sync_event, 0, 0);
+}
+
+void results_flush(struct daemon *d)
+{
+    sync_and_send(-1, 0, d);
+}
+
+void results_shutdown(void)
+{
+    if (sync_event)
+        event_free(sync_event);
+    sync_event = NULL;
+}
+
+static void replay_done(struct daemon *d, void *arg, redisReply *reply)
+{
+    uint64_t *id = arg;
+
+    journal_done(d->journal, *id);
+    free(id);
+}
+
+static void replay_one(void *arg, uint64_t id, struct rcmds *c)
+{
+    struct daemon *d = arg;
+    uint64_t *copy = xmalloc(sizeof(*copy));
+
+    /* The same transaction goes into the emptied journal, so a crash during replay loses nothing. */
+    *copy = journal_append(d->journal, c);
+    redisq_exec(d->rq, c, replay_done, copy);
+}
+
+void results_replay_journal(struct daemon *d)
+{
+    size_t n = journal_replay(d->journal, replay_one, d);
+
+    journal_sync(d->journal);
+    if (n > 0)
+        log_warn("replaying outcomes that had not reached Redis before the last stop: count=%zu", n);
 }
 
 void results_dead_letter(struct daemon *d, struct held_job *hj, const char *error)

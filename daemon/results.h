@@ -28,10 +28,17 @@ void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, i
 void results_add_stat(struct daemon *d, struct rcmds *c, const char *counter, long long by);
 
 /*
- * Sends c as one transaction and releases the jobs from memory once Redis has
- * confirmed it; takes ownership of c and of the jobs array.
+ * Appends c to the journal, then (after one fsync for all outcomes of this
+ * loop turn) sends it as one transaction, and releases the jobs from memory
+ * once Redis has confirmed it.  Takes ownership of c and of the jobs array.
  */
 void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count);
+
+/* Syncs the journal and sends every outcome waiting for it, at once. */
+void results_flush(struct daemon *d);
+void results_shutdown(void);
+/* Sends again the outcomes the journal holds from an earlier run, and compacts it. */
+void results_replay_journal(struct daemon *d);
 
 /* Records an invalid payload in the dead-letter list, reports it, and releases hj. */
 void results_dead_letter(struct daemon *d, struct held_job *hj, const char *error);

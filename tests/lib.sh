@@ -282,6 +282,7 @@ push() {
 # ---- running ----
 
 reset_world() {
+    rm -rf "$T_DIR/state"
     rcli FLUSHALL >/dev/null
     mock POST reset >/dev/null
 }

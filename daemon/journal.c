@@ -1,0 +1,308 @@
+/*
+ * The local journal of outcome transactions.  Records are length-prefixed, so
+ * payloads with any bytes are safe:
+ *   "C <id> <commands>\n", then per command "<argc>\n", then per argument
+ *   "<length>\n<bytes>\n";  "D <id>\n" marks transaction id as written to Redis.
+ * A torn record at the end (a crash during an append) is ignored: it was never
+ * synced, so it was never sent either, and the job it describes is still held
+ * in Redis as submitting, where recovery reconciles it.
+ */
+#include "daemon/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/redisq.h"
+
+#define COMPACT_BYTES (1024 * 1024)
+
+struct journal {
+    int fd;
+    int lock_fd;
+    char *path;
+    uint64_t next_id;
+    size_t pending;
+    off_t size;
+    struct buf out;
+};
+
+struct journal *journal_open(const char *state_dir, char *err, size_t err_len)
+{
+    struct journal *j = xcalloc(1, sizeof(*j));
+    struct buf path;
+
+    j->fd = -1;
+    j->lock_fd = -1;
+    buf_init(&j->out);
+    if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, err_len, "cannot create state_dir %s: %s", state_dir, strerror(errno));
+        goto fail;
+    }
+
+    buf_init(&path);
+    buf_printf(&path, "%s/lock", state_dir);
+    j->lock_fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (j->lock_fd < 0) {
+        snprintf(err, err_len, "cannot open %s: %s; check that state_dir is writable by certqd's user", path.data,
+                 strerror(errno));
+        buf_free(&path);
+        goto fail;
+    }
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, err_len, "state_dir %s is in use by another certqd; give each instance its own state_dir",
+                 state_dir);
+        buf_free(&path);
+        goto fail;
+    }
+    buf_reset(&path);
+    buf_printf(&path, "%s/journal", state_dir);
+    j->path = buf_steal(&path);
+    j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (j->fd < 0) {
+        snprintf(err, err_len, "cannot open %s: %s", j->path, strerror(errno));
+        goto fail;
+    }
+    /* The journal can hold job payloads with access tokens: only certqd's user may read it. */
+    if (fchmod(j->fd, 0600) != 0) {
+        snprintf(err, err_len, "cannot set mode 0600 on %s: %s", j->path, strerror(errno));
+        goto fail;
+    }
+    j->next_id = 1;
+    return j;
+
+fail:
+    journal_close(j);
+    return NULL;
+}
+
+void journal_close(struct journal *j)
+{
+    if (j == NULL)
+        return;
+    if (j->out.len)
+        journal_sync(j);
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);
+    buf_free(&j->out);
+    free(j->path);
+    free(j);
+}
+
+/* A cursor over the journal's bytes. */
+struct reader {
+    const char *p;
+    const char *end;
+};
+
+static bool read_line_number(struct reader *r, unsigned long long *out)
+{
+    char *stop;
+
+    if (r->p >= r->end)
+        return false;
+    const char *nl = memchr(r->p, '\n', (size_t)(r->end - r->p));
+    if (nl == NULL)
+        return false;
+    errno = 0;
+    *out = strtoull(r->p, &stop, 10);
+    if (errno || stop != nl)
+        return false;
+    r->p = nl + 1;
+    return true;
+}
+
+static struct rcmds *read_transaction(struct reader *r, unsigned long long commands)
+{
+    struct rcmds *c = rcmds_new();
+
+    for (unsigned long long i = 0; i < commands; i++) {
+        unsigned long long argc, len;
+        if (!read_line_number(r, &argc) || argc == 0 || argc > 1000000)
+            goto fail;
+        for (unsigned long long a = 0; a < argc; a++) {
+            if (!read_line_number(r, &len) || len > (unsigned long long)(r->end - r->p) ||
+                (size_t)(r->end - r->p) < len + 1 || r->p[len] != '\n')
+                goto fail;
+            if (a == 0) {
+                char *name = xstrndup(r->p, (size_t)len);
+                rcmds_cmd(c, name);
+                free(name);
+            } else
+                rcmds_argn(c, r->p, (size_t)len);
+            r->p += len + 1;
+        }
+    }
+    return c;
+
+fail:
+    rcmds_free(c);
+    return NULL;
+}
+
+struct pending_record {
+    uint64_t id;
+    struct rcmds *c;
+};
+
+size_t journal_replay(struct journal *j, void (*fn)(void *arg, uint64_t id, struct rcmds *c), void *arg)
+{
+    size_t len = 0, count = 0, replayed = 0;
+    char *text = file_read_all(j->path, (size_t)1 << 34, &len);
+    struct pending_record *records = NULL;
+    struct reader r;
+    char key[32];
+    struct hmap index;   /* id -> position in records, plus one */
+
+    if (text == NULL)
+        return 0;
+    hmap_init(&index);
+    r.p = text;
+    r.end = text + len;
+    while (r.p < r.end) {
+        unsigned long long id, commands;
+        char kind = *r.p;
+        if ((kind != 'C' && kind != 'D') || r.end - r.p < 2 || r.p[1] != ' ')
+            break;
+        r.p += 2;
+        if (kind == 'D') {
+            if (!read_line_number(&r, &id))
+                break;
+            snprintf(key, sizeof(key), "%llu", id);
+            uintptr_t at = (uintptr_t)hmap_remove(&index, key);
+            if (at) {
+                rcmds_free(records[at - 1].c);
+                records[at - 1].c = NULL;
+            }
+            continue;
+        }
+        const char *sp = memchr(r.p, ' ', (size_t)(r.end - r.p));
+        if (sp == NULL)
+            break;
+        id = strtoull(r.p, NULL, 10);
+        r.p = sp + 1;
+        if (!read_line_number(&r, &commands))
+            break;
+        struct rcmds *c = read_transaction(&r, commands);
+        if (c == NULL)
+            break;
+        records = xrealloc(records, (count + 1) * sizeof(*records));
+        records[count].id = id;
+        records[count].c = c;
+        count++;
+        snprintf(key, sizeof(key), "%llu", id);
+        hmap_put(&index, key, (void *)(uintptr_t)count);
+    }
+    if (r.p < r.end)
+        log_warn("journal has an incomplete record at its end, ignored: file=%s offset=%zu", j->path,
+                 (size_t)(r.p - text));
+    hmap_destroy(&index);
+    free(text);
+
+    /* Compaction: the file starts again empty, and fn appends what is still pending. */
+    if (ftruncate(j->fd, 0) != 0)
+        log_error("cannot compact the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+    j->size = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (records[i].c == NULL)
+            continue;
+        replayed++;
+        fn(arg, records[i].id, records[i].c);
+    }
+    free(records);
+    return replayed;
+}
+
+static void append_transaction(struct buf *out, uint64_t id, const struct rcmds *c)
+{
+    size_t n = rcmds_count(c);
+
+    buf_printf(out, "C %llu %zu\n", (unsigned long long)id, n);
+    for (size_t i = 0; i < n; i++) {
+        int argc;
+        const char *const *argv;
+        const size_t *lens;
+        rcmds_get(c, i, &argc, &argv, &lens);
+        buf_printf(out, "%d\n", argc);
+        for (int a = 0; a < argc; a++) {
+            buf_printf(out, "%zu\n", lens[a]);
+            buf_append(out, argv[a], lens[a]);
+            buf_append(out, "\n", 1);
+        }
+    }
+}
+
+uint64_t journal_append(struct journal *j, const struct rcmds *c)
+{
+    uint64_t id = j->next_id++;
+
+    append_transaction(&j->out, id, c);
+    j->pending++;
+    return id;
+}
+
+bool journal_sync(struct journal *j)
+{
+    const char *p = j->out.data;
+    size_t left = j->out.len;
+
+    while (left > 0) {
+        ssize_t n = write(j->fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("cannot write the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+            return false;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    j->size += (off_t)j->out.len;
+    buf_reset(&j->out);
+    if (fdatasync(j->fd) != 0) {
+        log_error("cannot sync the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+void journal_done(struct journal *j, uint64_t id)
+{
+    char line[40];
+    int n = snprintf(line, sizeof(line), "D %llu\n", (unsigned long long)id);
+
+    j->pending--;
+    if (j->pending == 0 && j->out.len == 0 && j->size > COMPACT_BYTES) {
+        /* Everything is in Redis: the file can start again empty. */
+        if (ftruncate(j->fd, 0) == 0) {
+            j->size = 0;
+            return;
+        }
+        log_error("cannot compact the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+    }
+    /*
+     * A completion mark is written at once but not synced: the kernel keeps it
+     * if certqd is killed, and losing it in a power failure only means one
+     * replay of a transaction Redis already has.
+     */
+    if (write(j->fd, line, (size_t)n) == n)
+        j->size += n;
+    else
+        log_error("cannot write the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+}
+
+size_t journal_pending(const struct journal *j)
+{
+    return j->pending;
+}
