@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/uapi.h"
 #include "daemon/certqd.h"
+#include "daemon/metrics.h"
 #include "daemon/reconcile.h"
 #include "daemon/redisq.h"
 #include "daemon/results.h"
@@ -620,6 +621,7 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
              b->server_cfg.name, b->group->user, tr->http_status, (long long)tr->duration_ms, kind_of_verdict(v),
              error.len ? " error=\"" : "", error.len ? error.data : "", error.len ? "\"" : "");
 
+    metrics_observe_request(d, (double)tr->duration_ms / 1000.0, b->cert_count);
     if (v == V_SUCCESS)
         server_record_success(b->server);
     else if (v == V_RETRY && tr->http_status == 0)

@@ -19,6 +19,7 @@ struct submitter;
 struct group;
 struct batch;
 struct journal;
+struct metrics;
 
 /* A job taken from Redis and held in memory until its request has a final answer. */
 struct held_job {
@@ -91,6 +92,22 @@ struct stats {
     uint64_t received, succeeded, failed, unknown, duplicates, retries, requests, certificates, splits, invalid;
 };
 
+#define DURATION_BUCKETS 12
+#define SIZE_BUCKETS 8
+
+/* A Prometheus histogram with fixed upper bounds. */
+struct histogram {
+    uint64_t counts[DURATION_BUCKETS + 1];
+    uint64_t count;
+    double sum;
+};
+
+/* Figures read from Redis every second, for the metrics and the systemd status. */
+struct queue_figures {
+    long long queue, retry, reconcile, dead;
+    bool known;
+};
+
 struct daemon {
     struct event_base *base;
     struct config *cfg;
@@ -113,6 +130,10 @@ struct daemon {
     int in_flight;
 
     struct stats stats;
+    struct histogram request_seconds;
+    struct histogram request_certificates;
+    struct queue_figures figures;
+    struct metrics *metrics;
     bool stopping;
     bool stop_now;
     struct event *shutdown_timer;

@@ -12,6 +12,8 @@
 #include "daemon/batch.h"
 #include "daemon/certqd.h"
 #include "daemon/journal.h"
+#include "daemon/metrics.h"
+#include "daemon/notify.h"
 #include "daemon/redisq.h"
 #include "daemon/results.h"
 #include "daemon/submit.h"
@@ -123,6 +125,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         loop_exit(d);
         return;
     }
+    notify_send("STOPPING=1");
     log_info("stopping: signal=%s held=%zu in_flight=%d shutdown_timeout_s=%d", sig == SIGTERM ? "TERM" : "INT",
              d->held_count, d->in_flight, d->cfg->shutdown_timeout_s);
     d->stopping = true;
@@ -179,9 +182,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     char err[512];
 
     log_info("reloading config: file=%s", d->cfg->path);
+    notify_send("RELOADING=1");
     struct config *next = config_load(d->cfg->path, err, sizeof(err));
     if (next == NULL) {
         log_error("reload failed, keeping the running config: %s", err);
+        notify_send("READY=1");
         return;
     }
     apply_fixed_options(d, next);
@@ -210,12 +215,21 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     log_set_level((enum log_level)next->log_level);
     config_free(old);
     log_info("reload done: servers=%zu", next->server_count);
+    notify_send("READY=1");
     batch_dispatch(d);
 }
 
 static void dispatch_tick(evutil_socket_t fd, short what, void *arg)
 {
-    batch_dispatch(arg);
+    struct daemon *d = arg;
+
+    batch_dispatch(d);
+    if (notify_watchdog_ms() > 0)
+        notify_send("WATCHDOG=1");
+    notify_sendf("STATUS=queue=%lld retry=%lld reconcile=%lld held=%zu in_flight=%d redis=%s",
+                 d->figures.known ? d->figures.queue : -1, d->figures.known ? d->figures.retry : -1,
+                 d->figures.known ? d->figures.reconcile : -1, d->held_count, d->in_flight,
+                 redisq_connected(d->rq) ? "connected" : "down");
 }
 
 static void make_instance_id(struct daemon *d)
@@ -252,6 +266,13 @@ static int run(struct daemon *d)
         return 1;
     }
     results_replay_journal(d);
+    if (d->cfg->metrics_listen[0] != '\0') {
+        d->metrics = metrics_start(d, d->cfg->metrics_listen, err, sizeof(err));
+        if (d->metrics == NULL) {
+            log_error("cannot start: %s", err);
+            return 1;
+        }
+    }
     d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -269,8 +290,10 @@ static int run(struct daemon *d)
             log_warn("TLS verification is off for server %s (tls_verify = no): its certificate is not checked",
                      d->cfg->servers[i].name);
     redisq_start(d->rq);
+    notify_send("READY=1");
 
     event_base_dispatch(d->base);
+    metrics_stop(d->metrics);
 
     results_flush(d);
     results_shutdown();

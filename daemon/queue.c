@@ -69,6 +69,7 @@ static void send_duplicate_reply(struct daemon *d, struct held_job *hj, const ch
     results_add_stat(d, c, "received", 1);
     results_add_stat(d, c, "duplicates", 1);
     d->stats.duplicates++;
+    d->stats.received++;
 
     struct held_job **jobs = xcalloc(1, sizeof(*jobs));
     jobs[0] = hj;
@@ -149,6 +150,8 @@ void queue_take_items(struct daemon *d, char **seqs, char **payloads, size_t cou
         const char *account = hj->job ? check_against_config(d, hj->job, err, sizeof(err)) : NULL;
         if (account == NULL) {
             d->stats.invalid++;
+            d->stats.received++;
+            d->stats.failed++;
             results_dead_letter(d, hj, err);
             continue;
         }

@@ -86,6 +86,8 @@ struct redisq {
     int64_t next_heartbeat_ms;
     int64_t next_recovery_ms;
     int64_t next_due_ms;
+    int64_t next_figures_ms;
+    bool figures_running;
     bool heartbeat_sent_once;
 };
 
@@ -331,6 +333,13 @@ void redisq_script(struct redisq *rq, enum redisq_script script, int key_count, 
 size_t redisq_backlog(const struct redisq *rq)
 {
     return rq->op_count;
+}
+
+long long redisq_stalled_ms(const struct redisq *rq)
+{
+    if (!rq->cmd.ready || rq->cmd.pending == 0)
+        return 0;
+    return (long long)(mono_ms() - rq->cmd.last_progress_ms);
 }
 
 bool redisq_connected(const struct redisq *rq)
@@ -732,6 +741,38 @@ static void resync_held(struct redisq *rq)
     redisq_exec(rq, c, resync_done, NULL);
 }
 
+static void figures_done(struct daemon *d, void *arg, redisReply *reply)
+{
+    struct redisq *rq = arg;
+
+    rq->figures_running = false;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+        return;
+    d->figures.queue = reply->element[0]->integer;
+    d->figures.retry = reply->element[1]->integer;
+    d->figures.reconcile = reply->element[2]->integer;
+    d->figures.dead = reply->element[3]->integer;
+    d->figures.known = true;
+}
+
+/* Reads the queue depths once a second, only while Redis answers, so no backlog of polls builds up. */
+static void figures_run(struct redisq *rq)
+{
+    char key[256];
+    struct rcmds *c = rcmds_new();
+
+    rcmds_cmd(c, "LLEN");
+    rcmds_arg(c, redisq_key(rq, key, sizeof(key), "queue"));
+    rcmds_cmd(c, "ZCARD");
+    rcmds_arg(c, redisq_key(rq, key, sizeof(key), "retry"));
+    rcmds_cmd(c, "ZCARD");
+    rcmds_arg(c, redisq_key(rq, key, sizeof(key), "reconcile"));
+    rcmds_cmd(c, "LLEN");
+    rcmds_arg(c, redisq_key(rq, key, sizeof(key), "dead"));
+    rq->figures_running = true;
+    redisq_exec(rq, c, figures_done, rq);
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct redisq *rq = arg;
@@ -748,6 +789,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         heartbeat_run(rq);
         rq->heartbeat_sent_once = true;
         rq->next_heartbeat_ms = now + d->cfg->heartbeat_ttl_s * 1000 / 3;
+    }
+    if (now >= rq->next_figures_ms && !rq->figures_running && rq->cmd.pending == 0) {
+        figures_run(rq);
+        rq->next_figures_ms = now + 1000;
     }
     if (d->stopping)
         return;
@@ -802,7 +847,7 @@ void redisq_start(struct redisq *rq)
 
 bool redisq_idle(const struct redisq *rq)
 {
-    return rq->op_count == 0 && !rq->block_pending && !rq->claim_running && !rq->due_running;
+    return rq->op_count == 0 && !rq->block_pending && !rq->claim_running && !rq->due_running && !rq->recover_running;
 }
 
 void redisq_free(struct redisq *rq)

@@ -23,6 +23,9 @@ void redisq_poke(struct redisq *rq);
 bool redisq_connected(const struct redisq *rq);
 /* Returns the number of operations not yet acknowledged by Redis. */
 size_t redisq_backlog(const struct redisq *rq);
+/* Returns how long the command connection has waited for a reply, or 0 when nothing is outstanding. */
+long long redisq_stalled_ms(const struct redisq *rq);
+
 /* Returns true when no operation, claim or blocking pop is outstanding. */
 bool redisq_idle(const struct redisq *rq);
 
