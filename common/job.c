@@ -620,6 +620,37 @@ static char *redact_escaped_keys(char *scanned)
     return json_gen_finish(gen);
 }
 
+/*
+ * Returns the offset of the ',', '}' or ']' that ends the value starting at
+ * payload[i], or len.  Nested arrays and objects and the strings inside them
+ * are skipped whole, so a comma within the value does not end it.
+ */
+static size_t skip_json_value(const char *payload, size_t len, size_t i)
+{
+    int depth = 0;
+
+    while (i < len) {
+        char c = payload[i];
+
+        if (c == '"') {
+            i++;
+            while (i < len && payload[i] != '"')
+                i += (payload[i] == '\\' && i + 1 < len) ? 2 : 1;
+            if (i < len)
+                i++;
+            continue;
+        }
+        if (depth == 0 && (c == ',' || c == '}' || c == ']'))
+            break;
+        if (c == '[' || c == '{')
+            depth++;
+        else if (c == ']' || c == '}')
+            depth--;
+        i++;
+    }
+    return i;
+}
+
 char *job_redact_payload(const char *payload, size_t len)
 {
     static const char key[] = "\"access_token\"";
@@ -658,9 +689,8 @@ char *job_redact_payload(const char *payload, size_t len)
                 i++;
             buf_puts(&out, "\"[redacted]\"");
         } else {
-            /* Not a string: drop everything up to the next comma or brace, since it may be a bare token. */
-            while (i < len && payload[i] != ',' && payload[i] != '}')
-                i++;
+            /* Not a string: drop the whole value, since it may be a bare token or hold one. */
+            i = skip_json_value(payload, len, i);
             buf_puts(&out, "\"[redacted]\"");
         }
     }
