@@ -22,6 +22,15 @@
 #define BREAKER_MAX_MS (5 * 60 * 1000)
 #define AUTH_PAUSE_MS (5 * 60 * 1000)
 #define LOG_MAX_IDS 20
+#define ACCOUNT_BUSY_RETRY_MS 200
+
+static void batch_release_memory(struct batch *b);
+
+/* The account lease outlives the longest request, so a running request never loses it. */
+static long long lease_ms(const struct daemon *d)
+{
+    return (long long)d->cfg->request_timeout_s * 1000 + 30000;
+}
 
 enum verdict { V_SUCCESS, V_SPLIT, V_FAILED, V_RETRY, V_AMBIGUOUS, V_UNKNOWN };
 
@@ -293,7 +302,7 @@ static bool server_can_send(struct daemon *d, const struct group *g, const struc
     *cfg_out = cfg;
     if (cfg == NULL)
         return true;   /* batch_start fails the jobs of a server that a reload removed */
-    if (s->paused_until_ms > mono_ms())
+    if (s->paused_until_ms > mono_ms() || g->account->busy_until_ms > mono_ms())
         return false;
     return g->account->in_flight < cfg->per_user_in_flight && s->in_flight < cfg->max_in_flight &&
            d->in_flight < d->cfg->max_in_flight;
@@ -314,10 +323,39 @@ static void log_batch_ids(struct buf *out, const struct job_list *jobs)
     }
 }
 
+static void batch_unreserve(struct batch *b)
+{
+    b->group->batches_in_flight--;
+    b->group->account->in_flight--;
+    b->server->in_flight--;
+    b->d->in_flight--;
+}
+
 static void mark_done(struct daemon *d, void *arg, redisReply *reply)
 {
     struct batch *b = arg;
+    struct held_job *hj;
 
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        /* Another instance has a request running for this account: put the jobs back and try again shortly. */
+        log_debug("account busy in another instance, batch waits: batch=%s server=%s user=%s", b->id,
+                  b->server_cfg.name, b->group->user);
+        while ((hj = TAILQ_LAST(&b->jobs, job_list)) != NULL) {
+            TAILQ_REMOVE(&b->jobs, hj, link);
+            hj->attempts--;
+            TAILQ_INSERT_HEAD(&b->group->pending, hj, link);
+            b->group->pending_jobs++;
+            b->group->pending_certs += hj->job->cert_count;
+        }
+        b->group->account->busy_until_ms = mono_ms() + ACCOUNT_BUSY_RETRY_MS;
+        b->group->wait_over = true;
+        group_mark_ready(b->group);
+        batch_unreserve(b);
+        d->stats.requests--;
+        batch_release_memory(b);
+        daemon_check_stopped(d);
+        return;
+    }
     /* The jobs are recorded as submitting: only now may the request leave. */
     b->phase = BATCH_SENDING;
     b->started_ms = mono_ms();
@@ -351,11 +389,17 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     struct rcmds *c = rcmds_new();
     size_t max = (size_t)d->cfg->batch_max_certificates;
     int64_t now = now_ms();
-    char key[256];
     struct held_job *hj;
     struct buf ids;
 
     uuid_v4(b->id);
+    rcmds_cmd(c, "ARGS");
+    rcmds_arg(c, d->cfg->key_prefix);
+    rcmds_argf(c, "%s:%s", g->server, g->user);
+    rcmds_arg(c, b->id);
+    rcmds_argf(c, "%d", cfg->per_user_in_flight);
+    rcmds_argf(c, "%lld", lease_ms(d));
+    rcmds_argf(c, "%lld", (long long)now);
     b->d = d;
     b->group = g;
     b->server = batch_server_state(d, g->server);
@@ -380,19 +424,9 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
         hj->attempts++;
         if (hj->first_attempt_ms == 0)
             hj->first_attempt_ms = now;
-        snprintf(key, sizeof(key), "%s:job:%s", d->cfg->key_prefix, hj->job->id);
-        rcmds_cmd(c, "HSET");
-        rcmds_arg(c, key);
-        rcmds_arg(c, "state");
-        rcmds_arg(c, "submitting");
-        rcmds_arg(c, "batch_id");
-        rcmds_arg(c, b->id);
-        rcmds_arg(c, "attempts");
+        rcmds_arg(c, hj->job->id);
         rcmds_argf(c, "%d", hj->attempts);
-        rcmds_arg(c, "first_attempt_ms");
         rcmds_argf(c, "%lld", (long long)hj->first_attempt_ms);
-        rcmds_arg(c, "updated_at_ms");
-        rcmds_argf(c, "%lld", (long long)now);
     }
     if (g->pending_jobs == 0) {
         g->wait_over = false;
@@ -404,7 +438,6 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     b->server->in_flight++;
     d->in_flight++;
     d->stats.requests++;
-    results_add_stat(d, c, "requests_sent", 1);
 
     buf_init(&ids);
     log_batch_ids(&ids, &b->jobs);
@@ -413,7 +446,7 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     buf_free(&ids);
 
     b->phase = BATCH_MARKING;
-    redisq_exec(d->rq, c, mark_done, b);
+    redisq_script(d->rq, SCRIPT_MARK, 0, c, mark_done, b);
 }
 
 void batch_dispatch(struct daemon *d)
@@ -525,13 +558,13 @@ static const char *kind_of_verdict(enum verdict v)
 
 static void batch_free(struct batch *b)
 {
-    struct group *g = b->group;
+    batch_unreserve(b);
+    batch_release_memory(b);
+}
 
-    g->batches_in_flight--;
-    g->account->in_flight--;
-    b->server->in_flight--;
-    b->d->in_flight--;
-    group_maybe_free(g);
+static void batch_release_memory(struct batch *b)
+{
+    group_maybe_free(b->group);
     explicit_bzero(b->server_cfg.token, strlen(b->server_cfg.token));
     free(b->server_cfg.token);
     free(b->server_cfg.name);
@@ -637,6 +670,11 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     }
     if (v == V_AMBIGUOUS && d->cfg->ambiguous_policy == AMBIGUOUS_RETRY)
         v = V_RETRY;
+    char lease[512];
+    snprintf(lease, sizeof(lease), "%s:lease:%s:%s", d->cfg->key_prefix, b->server_cfg.name, b->group->user);
+    rcmds_cmd(c, "ZREM");
+    rcmds_arg(c, lease);
+    rcmds_arg(c, b->id);
     if (v == V_SPLIT) {
         d->stats.splits++;
         results_add_stat(d, c, "batches_split", 1);

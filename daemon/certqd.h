@@ -38,6 +38,7 @@ TAILQ_HEAD(job_list, held_job);
 struct account {
     char *key;
     int in_flight;
+    int64_t busy_until_ms;   /* another instance holds the account's lease */
 };
 
 /* Jobs that can share one request: same server, account, provider, access token and checkout URL. */

@@ -250,7 +250,7 @@ static void make_instance_id(struct daemon *d)
 
 static int run(struct daemon *d)
 {
-    struct timeval second = { 1, 0 };
+    struct timeval second = { 0, 250000 };
 
     d->base = event_base_new();
     if (d->base == NULL) {

@@ -97,6 +97,7 @@ static const char *const script_text[SCRIPT_COUNT] = {
     [SCRIPT_DUE] = script_due,
     [SCRIPT_RECOVER] = script_recover,
     [SCRIPT_RELEASE] = script_release,
+    [SCRIPT_MARK] = script_mark,
 };
 
 static void conn_connect(struct conn *c);

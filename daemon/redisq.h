@@ -48,7 +48,7 @@ void rcmds_get(const struct rcmds *c, size_t i, int *argc, const char *const **a
  */
 void redisq_exec(struct redisq *rq, struct rcmds *c, redisq_done_fn done, void *arg);
 
-enum redisq_script { SCRIPT_CLAIM, SCRIPT_ACCEPT, SCRIPT_DUE, SCRIPT_RECOVER, SCRIPT_RELEASE, SCRIPT_COUNT };
+enum redisq_script { SCRIPT_CLAIM, SCRIPT_ACCEPT, SCRIPT_DUE, SCRIPT_RECOVER, SCRIPT_RELEASE, SCRIPT_MARK, SCRIPT_COUNT };
 
 /* Runs a script with arguments from c (a single command built with rcmds_cmd(c, "ARGS")); same guarantees as redisq_exec. */
 void redisq_script(struct redisq *rq, enum redisq_script script, int key_count, struct rcmds *c,

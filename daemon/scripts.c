@@ -169,3 +169,26 @@ const char script_release[] =
     "  end\n"
     "end\n"
     "return n\n";
+
+/*
+ * Takes a lease on a cPanel account for one request and records its jobs as
+ * submitting, in one step.  cPanel serialises orders per account, so the
+ * lease (a sorted set of batch ids scored by expiry) caps requests per
+ * account across all instances.  The lease outlives the request's timeout,
+ * so it needs no renewal, and expires if its holder dies.
+ * ARGV: prefix, "server:user", batch id, limit, lease ms, now_ms, then three per
+ * job: id, attempts, first_attempt_ms.  Returns 1, or 0 when the account is busy.
+ */
+const char script_mark[] =
+    "local prefix, batch, now = ARGV[1], ARGV[3], tonumber(ARGV[6])\n"
+    "local lease = prefix .. ':lease:' .. ARGV[2]\n"
+    "redis.call('ZREMRANGEBYSCORE', lease, '-inf', now)\n"
+    "if not redis.call('ZSCORE', lease, batch) and redis.call('ZCARD', lease) >= tonumber(ARGV[4]) then return 0 end\n"
+    "redis.call('ZADD', lease, now + tonumber(ARGV[5]), batch)\n"
+    "redis.call('PEXPIRE', lease, tonumber(ARGV[5]))\n"
+    "for i = 7, #ARGV, 3 do\n"
+    "  redis.call('HSET', prefix .. ':job:' .. ARGV[i], 'state', 'submitting', 'batch_id', batch,\n"
+    "             'attempts', ARGV[i+1], 'first_attempt_ms', ARGV[i+2], 'updated_at_ms', ARGV[6])\n"
+    "end\n"
+    "redis.call('HINCRBY', prefix .. ':stats', 'requests_sent', 1)\n"
+    "return 1\n";

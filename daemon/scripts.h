@@ -7,5 +7,6 @@ extern const char script_accept[];
 extern const char script_due[];
 extern const char script_recover[];
 extern const char script_release[];
+extern const char script_mark[];
 
 #endif
