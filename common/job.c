@@ -668,9 +668,12 @@ char *job_redact_payload(const char *payload, size_t len)
         buf_append(&out, payload + i, at - i);
         i = at;
 
-        /* Skip blanks and the colon, then replace the string value that follows, escapes included. */
+        /*
+         * Skip blanks and the colon, then replace the string value that follows, escapes included.
+         * yajl also takes \v and \f as blanks, so they must not end the scan early.
+         */
         bool colon = false;
-        while (i < len && (payload[i] == ' ' || payload[i] == '\t' || payload[i] == '\n' || payload[i] == '\r' || payload[i] == ':')) {
+        while (i < len && payload[i] != '\0' && strchr(" \t\n\v\f\r:", payload[i]) != NULL) {
             colon = colon || payload[i] == ':';
             buf_append(&out, payload + i, 1);
             i++;
