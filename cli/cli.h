@@ -81,6 +81,12 @@ const struct settings_server *settings_find_server(const struct settings *s, con
 redisReply *rconn_run(struct cli *cli, const char *arg, ...) __attribute__((sentinel));
 /* Like rconn_run, with the arguments in an array of argc strings. */
 redisReply *rconn_run_argv(struct cli *cli, int argc, const char **argv);
+/*
+ * Sends count commands in one round trip and returns their replies in an
+ * array the caller frees with rconn_free_replies.  Errors as in rconn_run.
+ */
+redisReply **rconn_run_pipeline(struct cli *cli, size_t count, const int *argcs, const char *const *const *argvs);
+void rconn_free_replies(redisReply **replies, size_t count);
 void rconn_close(struct cli *cli);
 /* Writes "PREFIX:" followed by the formatted suffix into out. */
 void rconn_key(const struct cli *cli, char out[CERTQ_KEY_MAX], const char *fmt, ...) __attribute__((format(printf, 3, 4)));

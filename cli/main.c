@@ -21,6 +21,8 @@ static const struct command commands[] = {
     { "wait", wait_main, "wait until jobs reach a final state" },
     { "stats", stats_main, "show queue sizes, counters and live instances" },
     { "watch", watch_main, "redraw the stats every second until Ctrl-C" },
+    { "dead", dead_main, "list, show, requeue or purge dead-letter entries" },
+    { "unknown", unknown_main, "list jobs in state unknown and record their outcome" },
 };
 
 void cli_error(const char *fmt, ...)

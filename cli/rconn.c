@@ -72,12 +72,8 @@ static void connect_once(struct cli *cli)
     }
 }
 
-redisReply *rconn_run_argv(struct cli *cli, int argc, const char **argv)
+static void check_reply(struct cli *cli, redisReply *r, const char *command)
 {
-    if (cli->redis == NULL)
-        connect_once(cli);
-
-    redisReply *r = redisCommandArgv(cli->redis, argc, argv, NULL);
     if (r == NULL)
         unavailable(cli, "stopped answering", cli->redis->errstr);
     if (r->type == REDIS_REPLY_ERROR) {
@@ -86,10 +82,45 @@ redisReply *rconn_run_argv(struct cli *cli, int argc, const char **argv)
                       cli->settings.redis_url, r->str, cli->settings.config_path);
             exit(EXIT_UNAVAILABLE);
         }
-        cli_error("Redis command %s failed: %s", argv[0], r->str);
+        cli_error("Redis command %s failed: %s", command, r->str);
         exit(EXIT_REFUSED);
     }
+}
+
+redisReply *rconn_run_argv(struct cli *cli, int argc, const char **argv)
+{
+    if (cli->redis == NULL)
+        connect_once(cli);
+
+    redisReply *r = redisCommandArgv(cli->redis, argc, argv, NULL);
+    check_reply(cli, r, argv[0]);
     return r;
+}
+
+redisReply **rconn_run_pipeline(struct cli *cli, size_t count, const int *argcs, const char *const *const *argvs)
+{
+    redisReply **replies = xcalloc(count + 1, sizeof(redisReply *));
+
+    if (cli->redis == NULL)
+        connect_once(cli);
+    for (size_t i = 0; i < count; i++)
+        redisAppendCommandArgv(cli->redis, argcs[i], (const char **)argvs[i], NULL);
+    for (size_t i = 0; i < count; i++) {
+        void *reply = NULL;
+        if (redisGetReply(cli->redis, &reply) != REDIS_OK)
+            reply = NULL;
+        check_reply(cli, reply, argvs[i][0]);
+        replies[i] = reply;
+    }
+    return replies;
+}
+
+void rconn_free_replies(redisReply **replies, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    free(replies);
 }
 
 redisReply *rconn_run(struct cli *cli, const char *arg, ...)
