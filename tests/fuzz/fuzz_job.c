@@ -154,9 +154,10 @@ static void check_payload_with_id(const char *payload, size_t size, const struct
     struct job *again = job_parse(with_id, strlen(with_id), &limits, err, sizeof(err));
     FUZZ_CHECK(again != NULL, "the payload with its id set no longer parses: %s", err);
     if (again) {
-        FUZZ_CHECK(strcmp(again->id, job->id) == 0, "id changed from %s to %s", job->id, again->id);
+        FUZZ_CHECK(again->id && job->id && strcmp(again->id, job->id) == 0, "id changed");
         FUZZ_CHECK(!again->id_generated, "the id set by job_payload_with_id was not read back");
-        FUZZ_CHECK(strcmp(again->access_token, job->access_token) == 0, "access_token changed");
+        FUZZ_CHECK(again->access_token && job->access_token && strcmp(again->access_token, job->access_token) == 0,
+                   "access_token changed");
         FUZZ_CHECK(again->cert_count == job->cert_count, "certificate count changed from %zu to %zu", job->cert_count,
                    again->cert_count);
         for (size_t i = 0; i < job->cert_count && i < again->cert_count; i++)
