@@ -248,11 +248,13 @@ static void handle_server_option(struct loader *ld, const char *server, const ch
     } else if (!strcmp(name, "max_in_flight")) {
         if (!parse_int(value, 1, 100000, &v))
             fail(ld, "invalid max_in_flight \"%s\" for server %s: expected an integer from 1 to 100000", value, server);
-        d->s.max_in_flight = (int)v;
+        else
+            d->s.max_in_flight = (int)v;
     } else if (!strcmp(name, "per_user_in_flight")) {
         if (!parse_int(value, 1, 1000, &v))
             fail(ld, "invalid per_user_in_flight \"%s\" for server %s: expected an integer from 1 to 1000", value, server);
-        d->s.per_user_in_flight = (int)v;
+        else
+            d->s.per_user_in_flight = (int)v;
     } else if (!strcmp(name, "token"))
         fail(ld, "server %s: a token is not written into the config; use token_file (mode 0600) or token_env", server);
     else

@@ -302,7 +302,7 @@ static void parse_certificate(struct parse_ctx *pc, struct job *job, const char 
                  quote(q, sizeof(q), product->u.string));
         else
             cert.product_id = xstrdup(product->u.string);
-    } else if (product->type == yajl_t_number && YAJL_IS_INTEGER(product) && product->u.number.i >= 0)
+    } else if (YAJL_IS_INTEGER(product) && product->u.number.i >= 0)
         cert.product_id = xstrdup(product->u.number.r);
     else
         fail(pc, "%s.product_id: must be a string or a non-negative integer, not %s", where, json_type_name(product));
