@@ -46,6 +46,8 @@ static int config_split_pair(const char *text, bool at_first, char **left,
 	if (*left == NULL || *right == NULL) {
 		free(*left);
 		free(*right);
+		*left = NULL;
+		*right = NULL;
 		return -1;
 	}
 	return 0;
