@@ -240,19 +240,38 @@ void uapi_order_result_free(struct uapi_order_result *res)
     memset(res, 0, sizeof(*res));
 }
 
+/* The end of the year 9999 in seconds since the epoch: a later "created" is no real date. */
+#define CREATED_MAX_S 253402300799LL
+
+/*
+ * Returns an order's "created" time in seconds, or 0 when it is absent or
+ * outside 0..CREATED_MAX_S.  The bound keeps the conversion from a double
+ * defined, and lets callers multiply by 1000 without overflow.
+ */
+static int64_t parse_created(yajl_val created)
+{
+    double seconds;
+
+    if (created && created->type == yajl_t_number)
+        seconds = YAJL_IS_INTEGER(created) ? (double)created->u.number.i : created->u.number.d;
+    else if (created && created->type == yajl_t_string)
+        seconds = strtod(created->u.string, NULL);
+    else
+        return 0;
+    if (!(seconds >= 0 && seconds <= (double)CREATED_MAX_S))
+        return 0;
+    return (int64_t)seconds;
+}
+
 static void parse_pending_item(yajl_val v, struct uapi_pending_item *item)
 {
     yajl_val names = json_get(v, "subject_names");
-    yajl_val created = json_get(v, "created");
 
     item->provider = scalar_dup(json_get(v, "provider"));
     item->order_id = scalar_dup(json_get(v, "order_id"));
     item->order_item_id = scalar_dup(json_get(v, "order_item_id"));
     item->product_id = scalar_dup(json_get(v, "product_id"));
-    if (created && created->type == yajl_t_number)
-        item->created_s = YAJL_IS_INTEGER(created) ? created->u.number.i : (int64_t)created->u.number.d;
-    else if (created && created->type == yajl_t_string)
-        item->created_s = strtoll(created->u.string, NULL, 10);
+    item->created_s = parse_created(json_get(v, "created"));
     if (names == NULL || names->type != yajl_t_array)
         return;
     item->names = xcalloc(names->u.array.len ? names->u.array.len : 1, sizeof(char *));

@@ -50,9 +50,13 @@ static void check_pending(const char *body, size_t len, bool whm)
     uapi_parse_pending(body, len, whm, &list);
     FUZZ_CHECK(list.ok || list.error_text != NULL, "pending list failed without an error text");
     FUZZ_CHECK(list.ok || list.count == 0, "failed pending list has %zu items", list.count);
-    for (size_t i = 0; i < list.count; i++)
+    for (size_t i = 0; i < list.count; i++) {
+        /* The daemon multiplies created_s by 1000, so it must stay within the years 1970-9999. */
+        FUZZ_CHECK(list.items[i].created_s >= 0 && list.items[i].created_s <= 253402300799LL,
+                   "pending item %zu has created_s %lld", i, (long long)list.items[i].created_s);
         for (size_t j = 0; j < list.items[i].name_count; j++)
             FUZZ_CHECK(list.items[i].names[j] != NULL, "pending item %zu has a NULL name", i);
+    }
     uapi_pending_list_free(&list);
 }
 
