@@ -1,5 +1,5 @@
 /*
- * Fuzzes the parsers of cPanel's answers: uapi_parse_order on both routes
+ * Fuzzes the parsers of cPanel's responses: uapi_parse_order on both routes
  * (the first input byte sets the number of certificates requested) and
  * uapi_parse_pending, with checks on what each result promises.
  */
@@ -65,7 +65,7 @@ int fuzz_uapi(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
 
-    /* 0-7 certificates covers the empty request and counts above what an answer lists. */
+    /* 0-7 certificates covers the empty request and counts above what a response lists. */
     size_t expected = data[0] % 8;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;

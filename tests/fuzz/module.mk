@@ -58,7 +58,7 @@ fuzz: fuzz-build
 	        echo "fuzz_$$t failed; copy the crash input into tests/fuzz/regressions/$$t/"; \
 	        exit 1; \
 	    fi; \
-	    grep -E '^(#[0-9]+ +DONE|Done )' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    grep -E '^(#[0-9]+[[:space:]]+DONE|Done )' $(FUZZ_BUILD)/fuzz_$$t.log; \
 	done
 
 # The replay program: the same target bodies, without libFuzzer, over every stored input.
