@@ -31,7 +31,8 @@ fuzz-runtime:
 	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
 	    $(FUZZ_CC) -x c -fsanitize=fuzzer - -o /dev/null 2>/dev/null || \
 	    { echo "libFuzzer runtime missing: installing libclang-rt-14-dev"; \
-	      apt-get install -y libclang-rt-14-dev >/dev/null; }
+	      apt-get install -y libclang-rt-14-dev >/dev/null || \
+	      { apt-get update >/dev/null && apt-get install -y libclang-rt-14-dev >/dev/null; }; }
 
 fuzz-build: fuzz-runtime
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
