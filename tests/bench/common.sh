@@ -129,9 +129,10 @@ b_stop_mocks() {
     MOCK_URLS=()
 }
 
-# b_start_mocks LAYOUT: "threads" is one process with --threads 2 for all
-# servers; "procs" is $BENCH_MOCK_PROCS single-threaded processes, server sN
-# on process (N - 1) % procs.
+# b_start_mocks LAYOUT: starts the mocks for servers s1..s10.  Layout
+# "threads" is one process with --threads 2.  Layout "procs" is
+# $BENCH_MOCK_PROCS (default 2) processes with --threads 1, with server sN on
+# process (N - 1) % procs.
 b_start_mocks() {
     local layout=$1 procs=${BENCH_MOCK_PROCS:-2} p s list
     if [ "$layout" = threads ]; then
@@ -154,7 +155,7 @@ b_server_url() {
     echo "${MOCK_URLS[$((($1 - 1) % ${#MOCK_URLS[@]}))]}"
 }
 
-# b_mock POST|GET PATH [CURL ARGS]: calls the control interface of every mock.
+# b_mock_all POST|GET PATH [CURL ARGS]: calls the control interface of every mock.
 b_mock_all() {
     local method=$1 path=$2 url
     shift 2
@@ -174,10 +175,10 @@ b_reset() {
     b_mock_all POST reset >/dev/null
 }
 
-# b_write_config FILE SERVER_MAX_IN_FLIGHT [OPTION = VALUE lines for [certqd]]:
+# b_write_config FILE SERVER_MAX_IN_FLIGHT [OPTION = VALUE lines for [certqd]] [METRICS_LISTEN]:
 # servers s1..s10, each a WHM token on its mock, one request per account at a time.
 b_write_config() {
-    local file=$1 server_max=$2 extra=${3:-} s
+    local file=$1 server_max=$2 extra=${3:-} metrics=${4:-} s
     printf '%s\n' "$WHM_TOKEN" >"$B_DIR/whm.token"
     chmod 600 "$B_DIR/whm.token"
     {
@@ -185,7 +186,7 @@ b_write_config() {
 [certqd]
 redis_url = redis://127.0.0.1:$REDIS_PORT/0
 state_dir = $B_DIR/state
-metrics_listen =
+metrics_listen = $metrics
 log_level = warn
 $extra
 CONF

@@ -47,6 +47,7 @@ struct options {
     int pid_specs;
     const char *mock_url[MAX_MOCKS];
     int mock_urls;
+    const char *metrics_url;
     const char *cacert;
     const char *token;
     int rate;
@@ -312,21 +313,30 @@ static int watch_pid(const struct watched *w, int count, const char *role)
     return 0;
 }
 
-/* ---- the mock's control interface ---- */
+/* ---- HTTP sampling: the mock's control interface and certqd's /metrics ---- */
+
+#define SAMPLE_BODY_MAX 65536
+
+/* A response body, cut at SAMPLE_BODY_MAX - 1 bytes. */
+struct sample_body {
+    char data[SAMPLE_BODY_MAX];
+    size_t len;
+};
 
 static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    char *out = userdata;
-    size_t have = strlen(out), n = size * nmemb;
+    struct sample_body *out = userdata;
+    size_t n = size * nmemb;
+    size_t room = SAMPLE_BODY_MAX - 1 - out->len;
+    size_t take = n < room ? n : room;
 
-    if (have + n < 4096) {
-        memcpy(out + have, ptr, n);
-        out[have + n] = '\0';
-    }
+    memcpy(out->data + out->len, ptr, take);
+    out->len += take;
+    out->data[out->len] = '\0';
     return n;
 }
 
-static CURL *mock_handle(const struct options *o, const char *url, char *body)
+static CURL *sample_handle(const struct options *o, const char *url, struct sample_body *body)
 {
     CURL *e = curl_easy_init();
 
@@ -338,6 +348,14 @@ static CURL *mock_handle(const struct options *o, const char *url, char *body)
     if (o->cacert)
         curl_easy_setopt(e, CURLOPT_CAINFO, o->cacert);
     return e;
+}
+
+/* Fetches a sample into body; returns false when the request failed. */
+static bool sample_fetch(CURL *e, struct sample_body *body)
+{
+    body->len = 0;
+    body->data[0] = '\0';
+    return curl_easy_perform(e) == CURLE_OK;
 }
 
 /* Returns the integer after "KEY": in a flat JSON object, or -1. */
@@ -356,21 +374,15 @@ static long json_int(const char *body, const char *key)
     return strtol(p, NULL, 10);
 }
 
-/* Sums running_calls over every mock given with --mock; -1 when one did not answer. */
-static long mock_running_calls(const struct options *o, CURL **handles, char bodies[][4096])
+/* Returns the value of an unlabelled metric in Prometheus text format, or -1. */
+static long metric_value(const char *body, const char *name)
 {
-    long sum = 0;
+    size_t len = strlen(name);
 
-    for (int i = 0; i < o->mock_urls; i++) {
-        bodies[i][0] = '\0';
-        if (curl_easy_perform(handles[i]) != CURLE_OK)
-            return -1;
-        long n = json_int(bodies[i], "running_calls");
-        if (n < 0)
-            return -1;
-        sum += n;
-    }
-    return sum;
+    for (const char *line = body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, name, len) == 0 && line[len] == ' ')
+            return (long)strtod(line + len + 1, NULL);
+    return -1;
 }
 
 /* ---- drain ---- */
@@ -401,9 +413,9 @@ static int cmd_drain(const struct options *o)
     int watched = watch_parse(o, w);
     int certqd = watch_pid(w, watched, "certqd");
     redisContext *c = redis_open(o);
-    CURL *mocks[MAX_MOCKS];
-    static char bodies[MAX_MOCKS][4096];
-    long peak_fds = -1, peak_running = -1, peak_rss_kb = -1, commands = 0, finals[3] = { 0 };
+    CURL *mocks[MAX_MOCKS], *metrics = NULL;
+    static struct sample_body body;
+    long peak_fds = -1, peak_running = -1, peak_metric = -1, peak_rss_kb = -1, commands = 0, finals[3] = { 0 };
     int64_t deadline = mono_ns() + (int64_t)o->timeout_s * 1000000000;
     bool timed_out = false;
     long done = 0;
@@ -411,8 +423,10 @@ static int cmd_drain(const struct options *o)
     for (int i = 0; i < o->mock_urls; i++) {
         char url[512];
         snprintf(url, sizeof(url), "%s/__mock__/stats", o->mock_url[i]);
-        mocks[i] = mock_handle(o, url, bodies[i]);
+        mocks[i] = sample_handle(o, url, &body);
     }
+    if (o->metrics_url)
+        metrics = sample_handle(o, o->metrics_url, &body);
 
     for (;;) {
         done = final_count(c, finals);
@@ -436,9 +450,18 @@ static int cmd_drain(const struct options *o)
             }
         }
         if (o->mock_urls > 0) {
-            long running = mock_running_calls(o, mocks, bodies);
+            long running = 0;
+            for (int i = 0; i < o->mock_urls && running >= 0; i++) {
+                long n = sample_fetch(mocks[i], &body) ? json_int(body.data, "running_calls") : -1;
+                running = n < 0 ? -1 : running + n;
+            }
             if (running > peak_running)
                 peak_running = running;
+        }
+        if (metrics && sample_fetch(metrics, &body)) {
+            long in_flight = metric_value(body.data, "certqd_requests_in_flight_total");
+            if (in_flight > peak_metric)
+                peak_metric = in_flight;
         }
         sleep_ms(o->interval_ms);
     }
@@ -459,11 +482,13 @@ static int cmd_drain(const struct options *o)
     printf("jobs=%ld\ndone=%ld\nsucceeded=%ld\nfailed=%ld\nunknown=%ld\ntimed_out=%d\n", o->jobs, done, finals[0],
            finals[1], finals[2], timed_out ? 1 : 0);
     printf("wall_s=%.3f\njobs_per_s=%.0f\n", wall_s, wall_s > 0 ? (double)done / wall_s : 0);
-    printf("peak_rss_kb=%ld\npeak_fds=%ld\npeak_running_calls=%ld\nown_commands=%ld\n", peak_rss_kb, peak_fds,
-           peak_running, commands);
+    printf("peak_rss_kb=%ld\npeak_fds=%ld\npeak_running_calls=%ld\npeak_in_flight_metric=%ld\nown_commands=%ld\n",
+           peak_rss_kb, peak_fds, peak_running, peak_metric, commands);
     watch_report(w, watched, wall_s);
     for (int i = 0; i < o->mock_urls; i++)
         curl_easy_cleanup(mocks[i]);
+    if (metrics)
+        curl_easy_cleanup(metrics);
     redisFree(c);
     return timed_out ? 2 : 0;
 }
@@ -541,29 +566,16 @@ static int cmd_latency(const struct options *o)
 
 /* ---- mock time ---- */
 
-static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct { char *data; size_t len; } *out = userdata;
-    size_t n = size * nmemb;
-
-    if (out->len + n < 4096) {
-        memcpy(out->data + out->len, ptr, n);
-        out->len += n;
-        out->data[out->len] = '\0';
-    }
-    return n;
-}
-
 /*
- * mocktime: the mock's own time for the request certqd sends for one job
- * (a one-certificate WHM order), over one keep-alive HTTPS connection.
+ * mocktime: times the request certqd sends for one job (a one-certificate
+ * WHM order) straight to the mock, over one keep-alive HTTPS connection.
  */
 static int cmd_mocktime(const struct options *o)
 {
     long total = o->jobs + o->warmup;
     int64_t *samples = calloc((size_t)o->jobs, sizeof(*samples));
-    char url[512], auth[256], body[2048], response[4096];
-    struct { char *data; size_t len; } out = { response, 0 };
+    static struct sample_body response;
+    char url[512], auth[256], body[2048];
     struct curl_slist *headers = NULL;
     CURL *e = curl_easy_init();
 
@@ -576,8 +588,8 @@ static int cmd_mocktime(const struct options *o)
     headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &response);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
     if (o->cacert)
@@ -592,15 +604,15 @@ static int cmd_mocktime(const struct options *o)
                  "%%22%%5D%%7D",
                  o->user, n, o->tag, n, o->tag);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        out.len = 0;
-        response[0] = '\0';
+        response.len = 0;
+        response.data[0] = '\0';
         int64_t start = mono_ns();
         CURLcode rc = curl_easy_perform(e);
         int64_t took = mono_ns() - start;
         if (rc != CURLE_OK)
             die("request to the mock failed: %s", curl_easy_strerror(rc));
-        if (strstr(response, "\"status\":1") == NULL)
-            die("the mock rejected the order: %.300s", response);
+        if (strstr(response.data, "\"status\":1") == NULL)
+            die("the mock rejected the order: %.300s", response.data);
         if (n >= o->warmup)
             samples[n - o->warmup] = took;
     }
@@ -683,6 +695,7 @@ static void usage(FILE *out)
             "  --pid ROLE=PID     drain, steady: report the CPU of PID under ROLE (certqd, redis, mock); repeatable\n"
             "  --fds              drain: sample certqd's open descriptors\n"
             "  --mock URL         mocktime: the mock; drain: sample its running_calls; repeatable\n"
+            "  --metrics URL      drain: sample certqd_requests_in_flight_total from certqd's /metrics\n"
             "  --cacert FILE      CA certificate of the mock\n"
             "  --token TOKEN      mocktime: the mock's WHM token for root\n"
             "  --user NAME        mocktime: the account to order for\n"
@@ -704,7 +717,8 @@ int main(int argc, char **argv)
         { "user", required_argument, NULL, 'U' },      { "interval-ms", required_argument, NULL, 'i' },
         { "timeout-s", required_argument, NULL, 't' }, { "warmup", required_argument, NULL, 'w' },
         { "rate", required_argument, NULL, 'r' },      { "seconds", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },            { NULL, 0, NULL, 0 },
+        { "metrics", required_argument, NULL, 'M' },   { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     struct options o = {
         .host = "127.0.0.1", .port = 6379, .servers = 10, .accounts = 100, .tag = "b", .user = "s1u1",
@@ -739,6 +753,7 @@ int main(int argc, char **argv)
             o.mock_url[o.mock_urls++] = optarg;
             break;
         case 'C': o.cacert = optarg; break;
+        case 'M': o.metrics_url = optarg; break;
         case 'k': o.token = optarg; break;
         case 'U': o.user = optarg; break;
         case 'i': o.interval_ms = atoi(optarg); break;

@@ -12,4 +12,4 @@ bench: deps
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@$(MAKE) --no-print-directory BUILD=build-bench OPT=-O2 SANITIZE=0 \
 	    build-bench/certqd build-bench/mock-cpanel build-bench/bench-load
-	@tests/bench/run.sh build-bench
+	@BENCH_COMMAND="make bench" tests/bench/run.sh build-bench

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Profiles certqd on benchmark scenario 1 (one-certificate jobs over 1,000
-# groups on 10 servers) with `perf record -g`, and writes the markdown
-# section "Where certqd spends its time" with the top 15 functions by
-# samples of their own code.  Where perf cannot record, it falls back to
+# groups on 10 servers) under `perf record`, and writes the markdown section
+# "Where certqd spends its time": the top 15 functions by inclusive and by
+# self samples.  Where perf cannot record, it falls back to
 # valgrind's callgrind on 10,000 jobs.
 #
 # Usage: tests/bench/profile.sh BUILD_DIR [OUT.md]
@@ -56,17 +56,32 @@ wait_drained() {
     "$LOAD" drain --port "$REDIS_PORT" --jobs "$1" --t0 "$CERTQD_T0" --timeout-s 300 >"$B_DIR/profile.out"
 }
 
-# top_perf: "| share | function | object |" rows from perf report.
-top_perf() {
-    perf report -i "$B_DIR/perf.data" --stdio --no-children --sort sym,dso -g none --percent-limit 0.5 2>/dev/null |
-        awk '/^ +[0-9.]+%/ { pct = $1; sym = ""; for (i = 3; i < NF; i++) sym = sym (sym == "" ? "" : " ") $i
-                            printf "| %s | `%s` | %s |\n", pct, sym, $NF }' | head -15
+# top_inclusive: "| inclusive | self | function | object |" rows, the entry
+# points and unresolved addresses left out.
+top_inclusive() {
+    perf report -i "$B_DIR/perf.data" --stdio --children --sort sym,dso -g none --percent-limit 0.5 2>/dev/null |
+        awk '/^ +[0-9.]+%/ {
+            sym = ""
+            for (i = 4; i < NF; i++) sym = sym (sym == "" ? "" : " ") $i
+            if (sym ~ /^0x/ || sym ~ /^(main|_start|__libc_start_call_main|__libc_start_main_impl.*|event_base_loop)$/) next
+            printf "| %s | %s | `%s` | %s |\n", $1, $2, sym, $NF
+        }' | head -15
+}
+
+# top_self: "| self | function | object |" rows.
+top_self() {
+    perf report -i "$B_DIR/perf.data" --stdio --no-children --sort sym,dso -g none --percent-limit 0.3 2>/dev/null |
+        awk '/^ +[0-9.]+%/ {
+            sym = ""
+            for (i = 3; i < NF; i++) sym = sym (sym == "" ? "" : " ") $i
+            printf "| %s | `%s` | %s |\n", $1, sym, $NF
+        }' | head -15
 }
 
 # by_object: the share of samples per shared object.
 by_object() {
     perf report -i "$B_DIR/perf.data" --stdio --no-children --sort dso -g none --percent-limit 1 2>/dev/null |
-        awk '/^ +[0-9.]+%/ { printf "%s%s %s", n++ ? ", " : "", $2, $1 } END { print "" }'
+        awk '/^ +[0-9.]+%/ { printf "%s%s %s", (n++ > 0) ? ", " : "", $2, $1 } END { print "" }'
 }
 
 tool=""
@@ -74,7 +89,7 @@ if perf record -o "$B_DIR/perf.probe" -- true >/dev/null 2>&1; then
     tool=perf
     start_certqd "$JOBS"
     # perf attaches after certqd starts, so its first milliseconds are not sampled.
-    perf record -g -F 999 -o "$B_DIR/perf.data" -p "$CERTQD_PID" >/dev/null 2>"$B_DIR/perf.log" &
+    perf record --call-graph dwarf,16384 -F 499 -o "$B_DIR/perf.data" -p "$CERTQD_PID" >/dev/null 2>"$B_DIR/perf.log" &
     PERF_PID=$!
     B_PIDS+=("$PERF_PID")
     wait_drained "$JOBS"
@@ -96,12 +111,21 @@ b_stop_certqd
     echo
     if [ "$tool" = perf ]; then
         echo "\`tests/bench/profile.sh\` on $(date -u +%Y-%m-%d): scenario 1 once ($done_jobs of $JOBS jobs final in $wall s),"
-        echo "certqd sampled by \`perf record -g -F 999 -p PID\` from just after its start until every job"
-        echo "was final.  Top 15 functions by samples in their own code (\`perf report --no-children\`):"
+        echo "certqd sampled by \`perf record --call-graph dwarf -F 499 -p PID\` from just after its start"
+        echo "until every job was final.  The build has no debug information, so some frames inside"
+        echo "libcurl and libcrypto show only as addresses and are left out."
         echo
-        echo "| Share | Function | Object |"
+        echo "Top 15 functions by the share of samples in them and what they call (\`perf report --children\`):"
+        echo
+        echo "| Inclusive | Self | Function | Object |"
+        echo "|---|---|---|---|"
+        top_inclusive
+        echo
+        echo "Top 15 functions by samples in their own code (\`perf report --no-children\`):"
+        echo
+        echo "| Self | Function | Object |"
         echo "|---|---|---|"
-        top_perf
+        top_self
         echo
         echo "Samples by object (1% or more): $(by_object)."
     else
