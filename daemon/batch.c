@@ -396,7 +396,7 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     rcmds_cmd(c, "ARGS");
     rcmds_arg(c, d->cfg->key_prefix);
     rcmds_argf(c, "%s:%s", g->server, g->user);
-    rcmds_arg(c, b->id);
+    rcmds_argf(c, "%s|%s", d->instance_id, b->id);
     rcmds_argf(c, "%d", cfg->per_user_in_flight);
     rcmds_argf(c, "%lld", lease_ms(d));
     rcmds_argf(c, "%lld", (long long)now);
@@ -674,7 +674,7 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     snprintf(lease, sizeof(lease), "%s:lease:%s:%s", d->cfg->key_prefix, b->server_cfg.name, b->group->user);
     rcmds_cmd(c, "ZREM");
     rcmds_arg(c, lease);
-    rcmds_arg(c, b->id);
+    rcmds_argf(c, "%s|%s", d->instance_id, b->id);
     if (v == V_SPLIT) {
         d->stats.splits++;
         results_add_stat(d, c, "batches_split", 1);

@@ -211,6 +211,8 @@ static void pending_done(void *arg, const struct transfer_result *tr)
     bool whm = ck->whm;
 
     free(ck);
+    log_debug("pending list answered: job=%s http_status=%ld duration_ms=%lld", hj->job->id, tr->http_status,
+              (long long)tr->duration_ms);
     if (tr->http_status != 200) {
         snprintf(why, sizeof(why), "get_pending_ssl_certificates: %s (HTTP %ld)",
                  tr->http_status ? "unexpected status" : tr->curl_error, tr->http_status);
@@ -254,6 +256,6 @@ void reconcile_start(struct daemon *d, struct held_job *hj)
     uapi_encode_pending(&body, s->auth == AUTH_WHM ? hj->job->user : NULL);
     log_info("checking pending list: job=%s server=%s user=%s", hj->job->id, hj->job->server, hj->job->user);
     submit_request(d->sub, s, s->auth == AUTH_WHM ? "/json-api/cpanel" : "/execute/Market/get_pending_ssl_certificates",
-                   body.data, pending_done, ck);
+                   body.data ? body.data : "", pending_done, ck);
     buf_free(&body);
 }

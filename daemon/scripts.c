@@ -102,7 +102,8 @@ const char script_due[] =
 /*
  * Recovers the jobs of every instance whose heartbeat key has expired.  Jobs that
  * were not being submitted go back to the queue; jobs whose request may have
- * reached cPanel go to the reconcile set with their payload.  Running as one
+ * reached cPanel go to the reconcile set with their payload, and the dead
+ * instance's account leases are released.  Running as one
  * script means two live instances can never both take a dead one's job.
  * ARGV: prefix, this instance, now_ms.  Returns {instance, requeued, reconciling} per dead instance.
  */
@@ -124,7 +125,13 @@ const char script_recover[] =
     "      if ok and type(obj) == 'table' and type(obj.id) == 'string' then id = obj.id end\n"
     "      local key = id and (prefix .. ':job:' .. id)\n"
     "      local st = {}\n"
-    "      if key then st = redis.call('HMGET', key, 'state', 'owner') end\n"
+    "      if key then st = redis.call('HMGET', key, 'state', 'owner', 'server', 'user') end\n"
+    "      if st[3] and st[4] then\n"
+    "        local lease = prefix .. ':lease:' .. st[3] .. ':' .. st[4]\n"
+    "        for _, m in ipairs(redis.call('ZRANGE', lease, 0, -1)) do\n"
+    "          if string.sub(m, 1, #inst + 1) == inst .. '|' then redis.call('ZREM', lease, m) end\n"
+    "        end\n"
+    "      end\n"
     "      local owned = st[2] == inst .. '/' .. seq\n"
     "      if owned and st[1] == 'submitting' then\n"
     "        redis.call('HSET', key, 'payload', p, 'owner', '', 'recovered_from', inst)\n"
@@ -176,15 +183,17 @@ const char script_release[] =
  * lease (a sorted set of batch ids scored by expiry) caps requests per
  * account across all instances.  The lease outlives the request's timeout,
  * so it needs no renewal, and expires if its holder dies.
- * ARGV: prefix, "server:user", batch id, limit, lease ms, now_ms, then three per
- * job: id, attempts, first_attempt_ms.  Returns 1, or 0 when the account is busy.
+ * ARGV: prefix, "server:user", lease member ("instance|batch id"), limit, lease
+ * ms, now_ms, then three per job: id, attempts, first_attempt_ms.  Returns 1,
+ * or 0 when the account is busy.
  */
 const char script_mark[] =
-    "local prefix, batch, now = ARGV[1], ARGV[3], tonumber(ARGV[6])\n"
+    "local prefix, member, now = ARGV[1], ARGV[3], tonumber(ARGV[6])\n"
+    "local batch = string.sub(member, string.find(member, '|', 1, true) + 1)\n"
     "local lease = prefix .. ':lease:' .. ARGV[2]\n"
     "redis.call('ZREMRANGEBYSCORE', lease, '-inf', now)\n"
-    "if not redis.call('ZSCORE', lease, batch) and redis.call('ZCARD', lease) >= tonumber(ARGV[4]) then return 0 end\n"
-    "redis.call('ZADD', lease, now + tonumber(ARGV[5]), batch)\n"
+    "if not redis.call('ZSCORE', lease, member) and redis.call('ZCARD', lease) >= tonumber(ARGV[4]) then return 0 end\n"
+    "redis.call('ZADD', lease, now + tonumber(ARGV[5]), member)\n"
     "redis.call('PEXPIRE', lease, tonumber(ARGV[5]))\n"
     "for i = 7, #ARGV, 3 do\n"
     "  redis.call('HSET', prefix .. ':job:' .. ARGV[i], 'state', 'submitting', 'batch_id', batch,\n"

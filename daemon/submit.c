@@ -247,8 +247,16 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     buf_free(&url);
 
     CURLMcode rc = curl_multi_add_handle(sub->multi, e);
-    if (rc == CURLM_OK)
+    if (rc == CURLM_OK) {
         TAILQ_INSERT_TAIL(&sub->transfers, t, link);
+        /*
+         * libcurl 7.88 skips the timer callback when the new deadline equals the
+         * last one it reported, which can leave a new transfer unstarted; a
+         * timer of zero always gives it its first turn.
+         */
+        struct timeval now = { 0, 0 };
+        evtimer_add(sub->timer, &now);
+    }
     else {
         struct transfer_result tr = { .curl_code = -1, .curl_error = curl_multi_strerror(rc), .body = "" };
         log_error("could not start a request: server=%s error=\"%s\"", server->name, curl_multi_strerror(rc));

@@ -123,6 +123,35 @@ start_redis() {
     exit 1
 }
 
+# stop_redis: stops Redis after saving its data to disk.
+stop_redis() {
+    rcli SHUTDOWN SAVE >/dev/null 2>&1
+    for _ in $(seq 100); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.05; done
+}
+
+# start_redis_again: starts Redis on the same port with the data stop_redis saved.
+start_redis_again() {
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$T_DIR" --logfile "$T_DIR/redis.log" --daemonize yes --pidfile "$T_DIR/redis.pid" >/dev/null 2>&1
+    wait_until 5 redis-cli -p "$REDIS_PORT" PING || fail "redis-server did not restart"
+    REDIS_PID=$(cat "$T_DIR/redis.pid")
+}
+
+# restart_redis: stops Redis and starts it again with its data, as a restart would.
+restart_redis() {
+    stop_redis
+    start_redis_again
+}
+
+# no_job_left_behind: every held hash and taking list is empty.
+no_job_left_behind() {
+    local key n
+    for key in $(rraw KEYS 'certq:held:*') $(rraw KEYS 'certq:taking:*'); do
+        n=$(rraw EVAL "return redis.call('TYPE', KEYS[1]).ok == 'hash' and redis.call('HLEN', KEYS[1]) or redis.call('LLEN', KEYS[1])" 1 "$key")
+        [ "$n" = 0 ] || { fail "$key still holds $n jobs"; return 1; }
+    done
+}
+
 rcli() {
     redis-cli --raw -p "$REDIS_PORT" "$@"
 }
@@ -246,10 +275,14 @@ CONF
 }
 
 # start_certqd [NAME]: starts certqd in the background, log in $T_DIR/NAME.log, pid in CERTQD_PID.
+# A NAME other than certqd gets a config copy with a state_dir of its own, as a second instance needs.
 start_certqd() {
-    local name=${1:-certqd}
-    mkdir -p "$T_DIR/state"
-    "$CERTQD" -c "$T_DIR/certqd.conf" 2>>"$T_DIR/$name.log" &
+    local name=${1:-certqd} conf="$T_DIR/certqd.conf"
+    if [ "$name" != certqd ]; then
+        conf="$T_DIR/$name.conf"
+        sed "s|^state_dir = .*|state_dir = $T_DIR/state-$name|" "$T_DIR/certqd.conf" >"$conf"
+    fi
+    "$CERTQD" -c "$conf" 2>>"$T_DIR/$name.log" &
     CERTQD_PID=$!
     T_PIDS+=("$CERTQD_PID")
     wait_until 5 grep -q "starting:" "$T_DIR/$name.log" || fail "certqd did not start: $(tail -5 "$T_DIR/$name.log")"
