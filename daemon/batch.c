@@ -43,9 +43,22 @@ static struct server_state *batch_server_state(struct daemon *d, const char *nam
     if (s == NULL) {
         s = xcalloc(1, sizeof(*s));
         s->name = xstrdup(name);
+        s->cfg = config_find_server(d->cfg, name);
         hmap_put(&d->servers, name, s);
     }
     return s;
+}
+
+static void refresh_server(const char *key, void *value, void *arg)
+{
+    struct server_state *s = value;
+
+    s->cfg = config_find_server(arg, s->name);
+}
+
+void batch_config_changed(struct daemon *d)
+{
+    hmap_each(&d->servers, refresh_server, d->cfg);
 }
 
 static struct account *account_get(struct daemon *d, const char *server, const char *user)
@@ -58,6 +71,7 @@ static struct account *account_get(struct daemon *d, const char *server, const c
     if (a == NULL) {
         a = xcalloc(1, sizeof(*a));
         a->key = xstrdup(key);
+        TAILQ_INIT(&a->groups);
         hmap_put(&d->accounts, key, a);
     }
     return a;
@@ -101,6 +115,8 @@ static struct group *group_get(struct daemon *d, struct held_job *hj)
     g->access_token = xstrdup(job->access_token);
     g->url_after_checkout = job->url_after_checkout ? xstrdup(job->url_after_checkout) : NULL;
     g->account = account_get(d, job->server, job->user);
+    g->server_state = batch_server_state(d, job->server);
+    TAILQ_INSERT_TAIL(&g->account->groups, g, account_link);
     TAILQ_INIT(&g->pending);
     g->wait_timer = evtimer_new(d->base, group_wait_over, g);
     hmap_put(&d->groups, key, g);
@@ -110,8 +126,9 @@ static struct group *group_get(struct daemon *d, struct held_job *hj)
 static void group_free(struct group *g)
 {
     hmap_remove(&g->d->groups, g->key);
-    if (g->in_ready_list)
-        TAILQ_REMOVE(&g->d->ready, g, ready_link);
+    if (g->blocked)
+        TAILQ_REMOVE(&g->d->blocked, g, blocked_link);
+    TAILQ_REMOVE(&g->account->groups, g, account_link);
     event_free(g->wait_timer);
     free(g->key);
     free(g->server);
@@ -131,27 +148,53 @@ static void group_maybe_free(struct group *g)
 
 static bool group_is_ready(const struct group *g)
 {
-    if (g->pending_jobs == 0)
+    const struct held_job *first = TAILQ_FIRST(&g->pending);
+
+    if (first == NULL)
         return false;
-    return g->wait_over || group_is_solo(g) || g->d->cfg->batch_wait_ms == 0 ||
-           g->pending_certs >= (size_t)g->d->cfg->batch_max_certificates;
+    return group_is_solo(g) || g->pending_certs >= (size_t)g->d->cfg->batch_max_certificates ||
+           mono_ms() - first->arrived_ms >= g->d->cfg->batch_wait_ms;
 }
 
-static void group_mark_ready(struct group *g)
+/* Arms the wait timer for the moment the oldest pending job has waited batch_wait_ms. */
+static void group_arm_timer(struct group *g)
 {
-    if (!g->in_ready_list) {
-        TAILQ_INSERT_TAIL(&g->d->ready, g, ready_link);
-        g->in_ready_list = true;
+    const struct held_job *first = TAILQ_FIRST(&g->pending);
+
+    if (first == NULL) {
+        evtimer_del(g->wait_timer);
+        return;
+    }
+    int64_t left = first->arrived_ms + g->d->cfg->batch_wait_ms - mono_ms();
+    if (left < 1)
+        left = 1;
+    struct timeval tv = { (time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000) };
+    evtimer_add(g->wait_timer, &tv);
+}
+
+static void group_block(struct group *g)
+{
+    if (!g->blocked) {
+        TAILQ_INSERT_TAIL(&g->d->blocked, g, blocked_link);
+        g->blocked = true;
     }
 }
+
+static void group_unblock(struct group *g)
+{
+    if (g->blocked) {
+        TAILQ_REMOVE(&g->d->blocked, g, blocked_link);
+        g->blocked = false;
+    }
+}
+
+static void group_try(struct daemon *d, struct group *g);
 
 static void group_wait_over(evutil_socket_t fd, short what, void *arg)
 {
     struct group *g = arg;
 
-    g->wait_over = true;
-    group_mark_ready(g);
-    batch_dispatch(g->d);
+    group_try(g->d, g);
 }
 
 struct release_ctx {
@@ -282,30 +325,38 @@ void batch_add_job(struct daemon *d, struct held_job *hj)
 
     struct group *g = group_get(d, hj);
 
+    hj->arrived_ms = mono_ms();
     TAILQ_INSERT_TAIL(&g->pending, hj, link);
     g->pending_jobs++;
     g->pending_certs += hj->job->cert_count;
-    if (g->pending_jobs == 1 && !g->wait_over && d->cfg->batch_wait_ms > 0 && !group_is_solo(g)) {
-        struct timeval tv = { d->cfg->batch_wait_ms / 1000, (d->cfg->batch_wait_ms % 1000) * 1000 };
-        evtimer_add(g->wait_timer, &tv);
-    }
-    if (group_is_ready(g))
-        group_mark_ready(g);
-    batch_dispatch(d);
+    if (g->pending_jobs == 1 && !group_is_ready(g))
+        group_arm_timer(g);
+    else
+        group_try(d, g);
 }
 
-static bool server_can_send(struct daemon *d, const struct group *g, const struct server_config **cfg_out)
-{
-    const struct server_config *cfg = config_find_server(d->cfg, g->server);
-    struct server_state *s = batch_server_state(d, g->server);
+enum send_check { SEND_OK, SEND_ACCOUNT_FULL, SEND_WAIT };
 
-    *cfg_out = cfg;
+/*
+ * Checks the limits for one more request of g.  SEND_ACCOUNT_FULL means the
+ * account's own requests must finish first, which wakes the group again;
+ * SEND_WAIT means the server, the total limit, a pause or another
+ * instance's lease holds it, so it joins the blocked list.
+ */
+static enum send_check can_send(struct daemon *d, const struct group *g)
+{
+    const struct server_config *cfg = g->server_state->cfg;
+    const struct server_state *s = g->server_state;
+    int64_t now = mono_ms();
+
     if (cfg == NULL)
-        return true;   /* batch_start fails the jobs of a server that a reload removed */
-    if (s->paused_until_ms > mono_ms() || g->account->busy_until_ms > mono_ms())
-        return false;
-    return g->account->in_flight < cfg->per_user_in_flight && s->in_flight < cfg->max_in_flight &&
-           d->in_flight < d->cfg->max_in_flight;
+        return SEND_OK;   /* group_try fails the jobs of a server that a reload removed */
+    if (g->account->in_flight >= cfg->per_user_in_flight)
+        return SEND_ACCOUNT_FULL;
+    if (s->paused_until_ms > now || g->account->busy_until_ms > now || s->in_flight >= cfg->max_in_flight ||
+        d->in_flight >= d->cfg->max_in_flight)
+        return SEND_WAIT;
+    return SEND_OK;
 }
 
 static void log_batch_ids(struct buf *out, const struct job_list *jobs)
@@ -348,8 +399,7 @@ static void mark_done(struct daemon *d, void *arg, redisReply *reply)
             b->group->pending_certs += hj->job->cert_count;
         }
         b->group->account->busy_until_ms = mono_ms() + ACCOUNT_BUSY_RETRY_MS;
-        b->group->wait_over = true;
-        group_mark_ready(b->group);
+        group_block(b->group);
         batch_unreserve(b);
         d->stats.requests--;
         batch_release_memory(b);
@@ -428,10 +478,6 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
         rcmds_argf(c, "%d", hj->attempts);
         rcmds_argf(c, "%lld", (long long)hj->first_attempt_ms);
     }
-    if (g->pending_jobs == 0) {
-        g->wait_over = false;
-        evtimer_del(g->wait_timer);
-    }
 
     g->batches_in_flight++;
     g->account->in_flight++;
@@ -449,28 +495,57 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     redisq_script(d->rq, SCRIPT_MARK, 0, c, mark_done, b);
 }
 
-void batch_dispatch(struct daemon *d)
+/* Sends as many batches of g as the limits allow, then blocks it, arms its timer, or frees it. */
+static void group_try(struct daemon *d, struct group *g)
 {
-    struct group *g, *next;
+    enum send_check check = SEND_OK;
 
     if (d->stopping)
         return;
-    for (g = TAILQ_FIRST(&d->ready); g != NULL; g = next) {
-        const struct server_config *cfg;
-        next = TAILQ_NEXT(g, ready_link);
+    while (group_is_ready(g) && (check = can_send(d, g)) == SEND_OK) {
+        if (g->server_state->cfg == NULL) {
+            fail_removed_server(d, g);
+            break;
+        }
+        batch_start(d, g, g->server_state->cfg);
+    }
+    if (group_is_ready(g) && check == SEND_WAIT) {
+        group_block(g);
+        return;
+    }
+    group_unblock(g);
+    if (g->pending_jobs > 0 && !group_is_ready(g))
+        group_arm_timer(g);
+    group_maybe_free(g);
+}
 
-        while (group_is_ready(g) && server_can_send(d, g, &cfg)) {
-            if (cfg == NULL) {
-                fail_removed_server(d, g);
-                break;
-            }
-            batch_start(d, g, cfg);
-        }
-        if (!group_is_ready(g)) {
-            TAILQ_REMOVE(&d->ready, g, ready_link);
-            g->in_ready_list = false;
-            group_maybe_free(g);
-        }
+/* Wakes the account's groups, whose turn may have come now that one of its requests ended. */
+static void wake_account(struct daemon *d, struct account *a)
+{
+    struct group *g, *next;
+
+    for (g = TAILQ_FIRST(&a->groups); g != NULL; g = next) {
+        next = TAILQ_NEXT(g, account_link);
+        if (a->in_flight > 0 && g->server_state->cfg && a->in_flight >= g->server_state->cfg->per_user_in_flight)
+            break;
+        group_try(d, g);
+    }
+}
+
+void batch_dispatch(struct daemon *d)
+{
+    struct group *g, *last;
+
+    if (d->stopping || TAILQ_EMPTY(&d->blocked))
+        return;
+    /* Each blocked group gets one try; a group that blocks again goes to the end, after last. */
+    last = TAILQ_LAST(&d->blocked, group_list);
+    while ((g = TAILQ_FIRST(&d->blocked)) != NULL) {
+        bool was_last = g == last;
+        group_unblock(g);
+        group_try(d, g);
+        if (was_last || d->in_flight >= d->cfg->max_in_flight)
+            break;
     }
 }
 
@@ -564,7 +639,13 @@ static void batch_free(struct batch *b)
 
 static void batch_release_memory(struct batch *b)
 {
-    group_maybe_free(b->group);
+    struct daemon *d = b->d;
+    struct group *g = b->group;
+
+    /* The group may be freed below, so its account is woken through a copy of the pointer. */
+    struct account *a = g->account;
+    group_try(d, g);
+    wake_account(d, a);
     explicit_bzero(b->server_cfg.token, strlen(b->server_cfg.token));
     free(b->server_cfg.token);
     free(b->server_cfg.name);

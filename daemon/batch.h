@@ -14,8 +14,10 @@ struct batch;
 void batch_add_job(struct daemon *d, struct held_job *hj);
 /* Handles a job whose earlier request may have reached cPanel without an answer. */
 void batch_add_in_doubt(struct daemon *d, struct held_job *hj);
-/* Sends every batch that is ready and fits the limits. */
+/* Sends every waiting batch that now fits the limits. */
 void batch_dispatch(struct daemon *d);
+/* Points server states at the reloaded config. */
+void batch_config_changed(struct daemon *d);
 
 /* What the submitter learnt about a finished transfer. */
 struct transfer_result {

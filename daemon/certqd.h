@@ -30,6 +30,7 @@ struct held_job {
     struct job *job;         /* NULL until parsed */
     int attempts;            /* requests already sent for it */
     int64_t first_attempt_ms;
+    int64_t arrived_ms;      /* monotonic time it joined its group */
     bool solo;               /* send alone: a batch it was in was refused */
 };
 TAILQ_HEAD(job_list, held_job);
@@ -39,11 +40,13 @@ struct account {
     char *key;
     int in_flight;
     int64_t busy_until_ms;   /* another instance holds the account's lease */
+    TAILQ_HEAD(, group) groups;
 };
 
 /* Jobs that can share one request: same server, account, provider, access token and checkout URL. */
 struct group {
-    TAILQ_ENTRY(group) ready_link;
+    TAILQ_ENTRY(group) blocked_link;   /* in the daemon's list of groups waiting for capacity */
+    TAILQ_ENTRY(group) account_link;   /* in its account's list of groups */
     char *key;
     struct daemon *d;
     char *server;
@@ -52,12 +55,12 @@ struct group {
     char *access_token;
     char *url_after_checkout;
     struct account *account;
+    struct server_state *server_state;
     struct job_list pending;
     size_t pending_jobs;
     size_t pending_certs;
-    struct event *wait_timer;
-    bool wait_over;          /* batch_wait_ms passed since the oldest pending job arrived */
-    bool in_ready_list;
+    struct event *wait_timer;  /* fires batch_wait_ms after the oldest pending job arrived */
+    bool blocked;
     int batches_in_flight;
 };
 TAILQ_HEAD(group_list, group);
@@ -65,6 +68,7 @@ TAILQ_HEAD(group_list, group);
 /* Per-server run-time state, kept across reloads by name. */
 struct server_state {
     char *name;
+    const struct server_config *cfg;  /* NULL once a reload removed the server */
     int in_flight;
     int consecutive_failures;
     int64_t paused_until_ms;
@@ -127,7 +131,7 @@ struct daemon {
     struct hmap groups;        /* group key -> group */
     struct hmap accounts;      /* server + user -> account */
     struct hmap servers;       /* name -> server_state */
-    struct group_list ready;   /* groups that may be able to send */
+    struct group_list blocked; /* ready groups waiting for a server, the total limit, or a lease */
     int in_flight;
 
     struct stats stats;

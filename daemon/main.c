@@ -212,6 +212,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 
     struct config *old = d->cfg;
     d->cfg = next;
+    batch_config_changed(d);
     log_set_level((enum log_level)next->log_level);
     config_free(old);
     log_info("reload done: servers=%zu", next->server_count);
@@ -369,7 +370,7 @@ int main(int argc, char **argv)
     hmap_init(&d.groups);
     hmap_init(&d.accounts);
     hmap_init(&d.servers);
-    TAILQ_INIT(&d.ready);
+    TAILQ_INIT(&d.blocked);
     make_instance_id(&d);
 
     int rc = run(&d);
