@@ -110,6 +110,7 @@ struct histogram {
 /* Figures read from Redis every second, for the metrics and the systemd status. */
 struct queue_figures {
     long long queue, retry, reconcile, dead;
+    long long event_subscribers;
     bool known;
 };
 

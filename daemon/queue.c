@@ -104,21 +104,6 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
         else
             batch_add_job(d, hj);
     }
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
-        struct rcmds *c = rcmds_new();
-        size_t fresh = 0;
-        for (size_t i = 0; i < ctx->count && i < reply->elements; i++) {
-            redisReply *r = reply->element[i];
-            if (r->type == REDIS_REPLY_ARRAY && r->elements >= 3 && !strcmp(r->element[0]->str, "new") &&
-                !strcmp(r->element[1]->str, "0"))
-                fresh++;
-        }
-        if (fresh > 0) {
-            results_add_stat(d, c, "received", (long long)fresh);
-            redisq_exec(d->rq, c, NULL, NULL);
-        } else
-            rcmds_free(c);
-    }
     free(ctx->jobs);
     free(ctx);
 }

@@ -53,10 +53,6 @@ static void park(struct daemon *d, struct rcmds *c, struct held_job *hj, const c
     rcmds_arg(c, zset);
     rcmds_argf(c, "%lld", (long long)(now_ms() + delay_ms));
     rcmds_arg(c, hj->job->id);
-    snprintf(zset, sizeof(zset), "%s:held:%s", d->cfg->key_prefix, d->instance_id);
-    rcmds_cmd(c, "HDEL");
-    rcmds_arg(c, zset);
-    rcmds_arg(c, hj->seq);
 }
 
 void reconcile_add(struct daemon *d, struct rcmds *c, struct held_job *hj, const char *reason)

@@ -747,12 +747,15 @@ static void figures_done(struct daemon *d, void *arg, redisReply *reply)
     struct redisq *rq = arg;
 
     rq->figures_running = false;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5)
         return;
     d->figures.queue = reply->element[0]->integer;
     d->figures.retry = reply->element[1]->integer;
     d->figures.reconcile = reply->element[2]->integer;
     d->figures.dead = reply->element[3]->integer;
+    redisReply *numsub = reply->element[4];
+    d->figures.event_subscribers =
+        numsub->type == REDIS_REPLY_ARRAY && numsub->elements == 2 ? numsub->element[1]->integer : 1;
     d->figures.known = true;
 }
 
@@ -770,6 +773,9 @@ static void figures_run(struct redisq *rq)
     rcmds_arg(c, redisq_key(rq, key, sizeof(key), "reconcile"));
     rcmds_cmd(c, "LLEN");
     rcmds_arg(c, redisq_key(rq, key, sizeof(key), "dead"));
+    rcmds_cmd(c, "PUBSUB");
+    rcmds_arg(c, "NUMSUB");
+    rcmds_arg(c, redisq_key(rq, key, sizeof(key), "events"));
     rq->figures_running = true;
     redisq_exec(rq, c, figures_done, rq);
 }

@@ -53,25 +53,59 @@ static void key_for(struct daemon *d, char *out, size_t len, const char *kind, c
     snprintf(out, len, "%s:%s:%s", d->cfg->key_prefix, kind, id);
 }
 
+#define MAX_COUNTERS 16
+
+/*
+ * Counter increments of the outcome being built.  Outcomes are built and
+ * committed in one go on the single loop thread, so results_commit turns them
+ * into one HINCRBY per counter instead of one per job.
+ */
+static struct {
+    const char *name;
+    long long by;
+} counters[MAX_COUNTERS];
+static size_t counter_count;
+
 void results_add_stat(struct daemon *d, struct rcmds *c, const char *counter, long long by)
+{
+    for (size_t i = 0; i < counter_count; i++)
+        if (!strcmp(counters[i].name, counter)) {
+            counters[i].by += by;
+            return;
+        }
+    if (counter_count < MAX_COUNTERS) {
+        counters[counter_count].name = counter;
+        counters[counter_count].by = by;
+        counter_count++;
+    }
+}
+
+static void add_counters(struct daemon *d, struct rcmds *c)
 {
     char key[256];
 
     snprintf(key, sizeof(key), "%s:stats", d->cfg->key_prefix);
-    rcmds_cmd(c, "HINCRBY");
-    rcmds_arg(c, key);
-    rcmds_arg(c, counter);
-    rcmds_argf(c, "%lld", by);
+    for (size_t i = 0; i < counter_count; i++) {
+        rcmds_cmd(c, "HINCRBY");
+        rcmds_arg(c, key);
+        rcmds_arg(c, counters[i].name);
+        rcmds_argf(c, "%lld", counters[i].by);
+    }
+    counter_count = 0;
 }
 
-static void add_held_delete(struct daemon *d, struct rcmds *c, const char *seq)
+/* Deletes the held entries of all jobs of a commit with one HDEL. */
+static void add_held_delete(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count)
 {
     char key[256];
 
+    if (count == 0)
+        return;
     key_for(d, key, sizeof(key), "held", d->instance_id);
     rcmds_cmd(c, "HDEL");
     rcmds_arg(c, key);
-    rcmds_arg(c, seq);
+    for (size_t i = 0; i < count; i++)
+        rcmds_arg(c, jobs[i]->seq);
 }
 
 static void add_reply(struct daemon *d, struct rcmds *c, const char *reply_to, const char *doc)
@@ -86,10 +120,13 @@ static void add_reply(struct daemon *d, struct rcmds *c, const char *reply_to, c
         rcmds_arg(c, reply_to);
         rcmds_argf(c, "%d", d->cfg->result_ttl_s);
     }
-    snprintf(key, sizeof(key), "%s:events", d->cfg->key_prefix);
-    rcmds_cmd(c, "PUBLISH");
-    rcmds_arg(c, key);
-    rcmds_arg(c, doc);
+    /* Publishing to a channel nobody listens to does nothing, so it is skipped; the count is read every second. */
+    if (!d->figures.known || d->figures.event_subscribers > 0) {
+        snprintf(key, sizeof(key), "%s:events", d->cfg->key_prefix);
+        rcmds_cmd(c, "PUBLISH");
+        rcmds_arg(c, key);
+        rcmds_arg(c, doc);
+    }
 }
 
 static void add_dead(struct daemon *d, struct rcmds *c, const char *id, const char *error, const char *kind,
@@ -151,21 +188,20 @@ void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, c
     hset_pair(c, "error", o->error);
     hset_pair(c, "error_kind", o->error_kind);
     hset_pair(c, "result", doc);
-    rcmds_cmd(c, "HDEL");
-    rcmds_arg(c, key);
     rcmds_arg(c, "owner");
-    rcmds_arg(c, "payload");
-    if (o->error == NULL) {
+    rcmds_arg(c, "");
+    /* Only a job that was tried before can carry an older error or a parked payload. */
+    if (o->error == NULL && hj->attempts > 1) {
         rcmds_cmd(c, "HDEL");
         rcmds_arg(c, key);
         rcmds_arg(c, "error");
         rcmds_arg(c, "error_kind");
+        rcmds_arg(c, "payload");
     }
     rcmds_cmd(c, "EXPIRE");
     rcmds_arg(c, key);
     rcmds_argf(c, "%d", d->cfg->result_ttl_s);
 
-    add_held_delete(d, c, hj->seq);
     add_reply(d, c, job->reply_to, doc);
     if (!strcmp(o->state, "failed"))
         add_dead(d, c, job->id, o->error, o->error_kind, hj->payload);
@@ -207,7 +243,6 @@ void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, i
     rcmds_arg(c, zset);
     rcmds_argf(c, "%lld", (long long)due_ms);
     rcmds_arg(c, hj->job->id);
-    add_held_delete(d, c, hj->seq);
     results_add_stat(d, c, "retries", 1);
 }
 
@@ -261,6 +296,8 @@ void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, s
     ctx->jobs = jobs;
     ctx->count = count;
     ctx->cmds = c;
+    add_held_delete(d, c, jobs, count);
+    add_counters(d, c);
     if (d->journal)
         ctx->journal_id = journal_append(d->journal, c);
     TAILQ_INSERT_TAIL(&unsynced, ctx, link);
@@ -319,7 +356,6 @@ void results_dead_letter(struct daemon *d, struct held_job *hj, const char *erro
              error);
 
     add_dead(d, c, id, error, "invalid_job", hj->payload);
-    add_held_delete(d, c, hj->seq);
     char *doc = results_document(id, &o, 0);
     add_reply(d, c, reply_to, doc);
     free(doc);

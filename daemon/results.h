@@ -24,11 +24,11 @@ struct job_outcome {
 void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, const struct job_outcome *o);
 /* Appends the commands that park hj in the retry set until due_ms (wall clock). */
 void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, int64_t due_ms, const char *error);
-/* Appends HINCRBY of a stats counter. */
+/* Adds to a stats counter; the next results_commit writes the sum. */
 void results_add_stat(struct daemon *d, struct rcmds *c, const char *counter, long long by);
 
 /*
- * Appends c to the journal, then (after one fsync for all outcomes of this
+ * Adds the held-entry deletions and counters of the jobs, appends c to the journal, then (after one fsync for all outcomes of this
  * loop turn) sends it as one transaction, and releases the jobs from memory
  * once Redis has confirmed it.  Takes ownership of c and of the jobs array.
  */
