@@ -47,7 +47,7 @@ static int skip_hidden(const struct dirent *e)
     return e->d_name[0] != '.';
 }
 
-/* Runs target on every file of dir in name order; a missing dir has no inputs. */
+/* Runs target on every file of the directory in name order; a missing directory counts as empty. */
 static void replay_dir(const char *root, const char *kind, const struct target *target)
 {
     char dir[2048], path[sizeof(dir) + 1 + 256];
