@@ -13,7 +13,7 @@
 /* Exit statuses, as documented in certq --help, cli/README.md and certq(1). */
 enum {
     EXIT_DONE = 0,
-    EXIT_REFUSED = 1,       /* a job failed or ended unknown, or an operation was refused */
+    EXIT_FAILED = 1,       /* a job failed or ended unknown, or an operation was refused */
     EXIT_TIMEOUT = 2,
     EXIT_NOT_FOUND = 3,
     EXIT_USAGE = EX_USAGE,              /* 64 */
@@ -76,7 +76,7 @@ const struct settings_server *settings_find_server(const struct settings *s, con
  * Runs one Redis command given as NULL-terminated strings and returns its
  * reply, which the caller frees.  Connects on first use.  Exits with
  * EXIT_UNAVAILABLE when Redis cannot be reached or rejects the password, and
- * with EXIT_REFUSED on any other error reply, after printing the error.
+ * with EXIT_FAILED on any other error reply, after printing the error.
  */
 redisReply *rconn_run(struct cli *cli, const char *arg, ...) __attribute__((sentinel));
 /* Like rconn_run, with the arguments in an array of argc strings. */

@@ -123,27 +123,27 @@ static bool find_by_id(struct cli *cli, const char *key, const char *id, struct 
 }
 
 /* Looks an entry up by index or job id; prints why and returns EXIT_NOT_FOUND when there is none. */
-static int find_entry(struct cli *cli, const char *what, bool by_id, struct entry *out)
+static int find_entry(struct cli *cli, const char *selector, bool by_id, struct entry *out)
 {
     char key[CERTQ_KEY_MAX];
 
     rconn_key(cli, key, "dead");
-    if (!by_id && is_index(what)) {
-        redisReply *r = rconn_run(cli, "LINDEX", key, what, NULL);
+    if (!by_id && is_index(selector)) {
+        redisReply *r = rconn_run(cli, "LINDEX", key, selector, NULL);
         bool found = r->type == REDIS_REPLY_STRING;
         if (found) {
-            out->index = strtoll(what, NULL, 10);
+            out->index = strtoll(selector, NULL, 10);
             out->raw = xstrdup(r->str);
         }
         freeReplyObject(r);
         if (!found) {
-            cli_error("dead: no entry at index %s of %s; run 'certq dead list' for the indexes", what, key);
+            cli_error("dead: no entry at index %s of %s; run 'certq dead list' for the indexes", selector, key);
             return EXIT_NOT_FOUND;
         }
         return 0;
     }
-    if (!find_by_id(cli, key, what, out)) {
-        cli_error("dead: no entry for job %s in %s; run 'certq dead list' for the ids", what, key);
+    if (!find_by_id(cli, key, selector, out)) {
+        cli_error("dead: no entry for job %s in %s; run 'certq dead list' for the ids", selector, key);
         return EXIT_NOT_FOUND;
     }
     return 0;
@@ -232,11 +232,11 @@ static void print_entry_pretty(yajl_val entry)
     out_json_finish(gen);
 }
 
-static int dead_show(struct cli *cli, const char *what, bool by_id)
+static int dead_show(struct cli *cli, const char *selector, bool by_id)
 {
     struct entry e = { 0 };
     char err[128];
-    int status = find_entry(cli, what, by_id, &e);
+    int status = find_entry(cli, selector, by_id, &e);
 
     if (status != 0)
         return status;
@@ -361,7 +361,7 @@ static struct entry *read_all_entries(struct cli *cli, size_t *count)
     return entries;
 }
 
-static int dead_requeue(struct cli *cli, const char *what, bool by_id, bool all, const char *token_path)
+static int dead_requeue(struct cli *cli, const char *selector, bool by_id, bool all, const char *token_path)
 {
     struct entry *entries = NULL;
     size_t count = 0, requeued = 0;
@@ -369,9 +369,9 @@ static int dead_requeue(struct cli *cli, const char *what, bool by_id, bool all,
     int status;
 
     if (token_path == NULL) {
-        cli_error("dead requeue: refused: certqd stores failed jobs with the access token redacted, so a requeued job "
+        cli_error("dead requeue: rejected: certqd stores failed jobs with the access token redacted, so a requeued job "
                   "needs one; give it with --token-file FILE or --token-stdin");
-        return EXIT_REFUSED;
+        return EXIT_FAILED;
     }
     token = token_read(token_path);
     if (token == NULL)
@@ -381,7 +381,7 @@ static int dead_requeue(struct cli *cli, const char *what, bool by_id, bool all,
         entries = read_all_entries(cli, &count);
     else {
         entries = xcalloc(1, sizeof(*entries));
-        status = find_entry(cli, what, by_id, &entries[0]);
+        status = find_entry(cli, selector, by_id, &entries[0]);
         if (status != 0)
             goto done;
         count = 1;
@@ -405,7 +405,7 @@ static int dead_requeue(struct cli *cli, const char *what, bool by_id, bool all,
     }
     if (requeued < count)
         cli_error("dead requeue: %zu of %zu entries were not requeued; see the messages above", count - requeued, count);
-    status = requeued == count ? EXIT_DONE : EXIT_REFUSED;
+    status = requeued == count ? EXIT_DONE : EXIT_FAILED;
 
 done:
     for (size_t i = 0; i < count; i++)
@@ -419,7 +419,7 @@ done:
     return status;
 }
 
-/* Asks on the terminal; returns true only for an answer of y or yes. */
+/* Asks for confirmation on the terminal; returns true only for y or yes. */
 static bool confirm(const char *question)
 {
     char answer[16];
@@ -445,13 +445,13 @@ static int dead_purge(struct cli *cli, long long older_than_s, bool yes)
         snprintf(question, sizeof(question), "Delete every entry of %s?", key);
     if (!yes) {
         if (!isatty(STDIN_FILENO)) {
-            cli_error("dead purge: refused: purging deletes entries for good and stdin is not a terminal to confirm; "
+            cli_error("dead purge: rejected: purging deletes entries for good and stdin is not a terminal to confirm; "
                       "add --yes");
-            return EXIT_REFUSED;
+            return EXIT_FAILED;
         }
         if (!confirm(question)) {
             cli_error("dead purge: not confirmed; nothing deleted");
-            return EXIT_REFUSED;
+            return EXIT_FAILED;
         }
     }
 
@@ -525,7 +525,7 @@ int dead_main(struct cli *cli, int argc, char **argv)
 
     const char *sub = argv[optind++];
     int args = argc - optind;
-    const char *what = id ? id : (args > 0 ? argv[optind] : NULL);
+    const char *selector = id ? id : (args > 0 ? argv[optind] : NULL);
     int max_args = id ? 0 : 1;
 
     if (!strcmp(sub, "list")) {
@@ -534,16 +534,16 @@ int dead_main(struct cli *cli, int argc, char **argv)
         return dead_list(cli, limit);
     }
     if (!strcmp(sub, "show")) {
-        if (what == NULL || args > max_args)
+        if (selector == NULL || args > max_args)
             return cli_usage_error("dead", "show needs one INDEX or ID (or --id ID)");
-        return dead_show(cli, what, id != NULL);
+        return dead_show(cli, selector, id != NULL);
     }
     if (!strcmp(sub, "requeue")) {
-        if (all && (what != NULL))
+        if (all && (selector != NULL))
             return cli_usage_error("dead", "requeue takes INDEX, ID or --all, not both");
-        if (!all && (what == NULL || args > max_args))
+        if (!all && (selector == NULL || args > max_args))
             return cli_usage_error("dead", "requeue needs one INDEX or ID (or --id ID, or --all)");
-        return dead_requeue(cli, what, id != NULL, all, token_path);
+        return dead_requeue(cli, selector, id != NULL, all, token_path);
     }
     if (!strcmp(sub, "purge")) {
         if (args > 0)

@@ -111,9 +111,9 @@ static bool check_server(const struct cli *cli, const struct job *job, char *err
 }
 
 /*
- * Validates one payload.  On success adds it to list, with the generated id
- * written into it when it had none, and returns true; on failure writes the
- * reason into err.
+ * Validates one payload and adds it to list, with a generated id written into
+ * it when it had none.  Returns false and writes the reason into err when the
+ * job is invalid.
  */
 static bool accept_payload(const struct cli *cli, struct job_list *list, const char *payload, char *err, size_t err_len)
 {
@@ -318,7 +318,7 @@ static int enqueue_one(struct cli *cli, const struct enqueue_options *o)
     char err[512];
     char *token = token_read(o->token_path);
     char *payload = NULL;
-    int status = EXIT_REFUSED;
+    int status = EXIT_FAILED;
 
     if (token == NULL)
         return EXIT_USAGE;
@@ -352,7 +352,7 @@ static int enqueue_file(struct cli *cli, const char *path)
 {
     struct job_list list = { 0 };
     FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    const char *shown = strcmp(path, "-") ? path : "stdin";
+    const char *display_name = strcmp(path, "-") ? path : "stdin";
     char *line = NULL, err[512];
     size_t cap = 0, line_number = 0, invalid = 0;
     ssize_t n;
@@ -368,7 +368,7 @@ static int enqueue_file(struct cli *cli, const char *path)
         if (is_blank(line))
             continue;
         if (!accept_payload(cli, &list, line, err, sizeof(err))) {
-            cli_error("enqueue: %s line %zu: invalid job, not pushed: %s", shown, line_number, err);
+            cli_error("enqueue: %s line %zu: invalid job, not pushed: %s", display_name, line_number, err);
             invalid++;
         }
     }
@@ -383,9 +383,9 @@ static int enqueue_file(struct cli *cli, const char *path)
     print_ids(cli, &list);
     if (invalid > 0)
         cli_error("enqueue: %zu of %zu jobs in %s were invalid and not pushed; fix those lines and enqueue them again",
-                  invalid, invalid + list.count, shown);
+                  invalid, invalid + list.count, display_name);
     job_list_free(&list);
-    return invalid > 0 ? EXIT_REFUSED : EXIT_DONE;
+    return invalid > 0 ? EXIT_FAILED : EXIT_DONE;
 }
 
 int enqueue_main(struct cli *cli, int argc, char **argv)

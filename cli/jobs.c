@@ -147,7 +147,7 @@ static bool poll_until_final(struct cli *cli, int count, char **ids, long long t
     return left == 0;
 }
 
-/* Returns EXIT_DONE when every job succeeded, else EXIT_REFUSED. */
+/* Returns EXIT_DONE when every job succeeded, else EXIT_FAILED. */
 static int final_status(struct cli *cli, int count, char **ids)
 {
     char key[CERTQ_KEY_MAX];
@@ -157,7 +157,7 @@ static int final_status(struct cli *cli, int count, char **ids)
         rconn_key(cli, key, "job:%s", ids[i]);
         redisReply *state = rconn_run(cli, "HGET", key, "state", NULL);
         if (state->type != REDIS_REPLY_STRING || strcmp(state->str, "succeeded") != 0)
-            status = EXIT_REFUSED;
+            status = EXIT_FAILED;
         freeReplyObject(state);
     }
     return status;

@@ -175,7 +175,7 @@ int main(int argc, char **argv)
     if (status != 0)
         goto done;
 
-    /* Each command sees its name as argv[0] and parses from argv[1]. */
+    /* Each command gets its name as argv[0] and parses from argv[1]. */
     int command_argc = argc - optind;
     char **command_argv = argv + optind;
     optind = 0;

@@ -1,4 +1,4 @@
-/* How certq prints: times and durations for people, and JSON for scripts. */
+/* Output formatting for certq: times, durations and tables for people, and JSON for scripts. */
 #include "cli/cli.h"
 
 #include <stdio.h>

@@ -14,12 +14,12 @@
 #define REPLY_TIMEOUT_MS 30000
 #define MAX_ARGS 64
 
-static void unavailable(const struct cli *cli, const char *what, const char *detail)
+static void unavailable(const struct cli *cli, const char *failure, const char *detail)
 {
     const struct settings *s = &cli->settings;
 
     cli_error("Redis at %s %s: %s; check that Redis is running and that redis_url in %s (or --redis) points to it",
-              s->redis_url, what, detail, s->config_path);
+              s->redis_url, failure, detail, s->config_path);
     exit(EXIT_UNAVAILABLE);
 }
 
@@ -83,7 +83,7 @@ static void check_reply(struct cli *cli, redisReply *r, const char *command)
             exit(EXIT_UNAVAILABLE);
         }
         cli_error("Redis command %s failed: %s", command, r->str);
-        exit(EXIT_REFUSED);
+        exit(EXIT_FAILED);
     }
 }
 

@@ -1,5 +1,5 @@
 /*
- * certq unknown: jobs whose request may have reached cPanel without an answer.
+ * certq unknown: jobs whose request may have reached cPanel without a response.
  * Lists those in state unknown and those certqd is still reconciling, and
  * records the outcome an operator found out, as certqd would have written it.
  */
@@ -110,7 +110,7 @@ static void find_unknown(struct cli *cli, struct doubtful_list *list)
             redisReply *r = replies[i];
             if (r->element[0]->str == NULL || strcmp(r->element[0]->str, "unknown") != 0)
                 continue;
-            /* Shift the reply's view past "state" so add_job sees server, user, error. */
+            /* Shift the reply's view past "state" so add_job reads server, user, error. */
             redisReply shifted = { .type = REDIS_REPLY_ARRAY, .elements = 3, .element = r->element + 1 };
             add_job(list, keys->element[i]->str + strlen(job_prefix), &shifted, rconn_integer(r->element[4], 0));
         }
@@ -248,14 +248,14 @@ static char *result_document(const char *id, const redisReply *hash, const struc
 }
 
 /* Returns the reply list of the job: --reply-to, else the hash's reply_to field or stored payload; NULL when unknown. */
-static char *find_reply_to(const struct cli *cli, const redisReply *hash, const char *given)
+static char *find_reply_to(const struct cli *cli, const redisReply *hash, const char *reply_to_option)
 {
     const char *field = rconn_hash_get(hash, "reply_to");
     const char *payload = rconn_hash_get(hash, "payload");
     char *id = NULL, *reply_to = NULL;
 
-    if (given)
-        return xstrdup(given);
+    if (reply_to_option)
+        return xstrdup(reply_to_option);
     if (field)
         return xstrdup(field);
     if (payload == NULL)
@@ -269,7 +269,7 @@ static int unknown_resolve(struct cli *cli, const char *id, const struct resolut
 {
     char key[CERTQ_KEY_MAX], events[CERTQ_KEY_MAX], now[32], ttl[32];
     char *doc = NULL, *reply_to = NULL;
-    int status = EXIT_REFUSED;
+    int status = EXIT_FAILED;
 
     rconn_key(cli, key, "job:%s", id);
     rconn_key(cli, events, "events");

@@ -270,7 +270,7 @@ test_dead_list_show_requeue() {
     check_eq "requests" 2 "$(mock_requests | jq length)"
 }
 
-test_dead_requeue_refuses_changed_job() {
+test_dead_requeue_rejects_changed_job() {
     rcli LPUSH certq:dead "$(jq -cn --arg p "$(make_job rc1 | jq -c '.access_token = "[redacted]"')" \
         '{id:"rc1", error:"x", error_kind:"rejected", failed_at_ms:1, instance:"i", payload:$p}')" >/dev/null
     rcli LPUSH certq:dead '{"id":null,"error":"not valid JSON","error_kind":"invalid_job","failed_at_ms":1,"instance":"i","payload":"not json"}' >/dev/null
