@@ -2,6 +2,7 @@
 #include "common/job.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,14 +77,23 @@ bool job_dns_name_valid(const char *name)
     return strchr(name, '.') != NULL;
 }
 
+/* Accepts a plain decimal such as "6" or "3.50": strtod alone would also take "inf", "0x10" and "1e3". */
 static bool is_numeric_string(const char *s)
 {
     char *end;
 
-    if (*s == '\0' || isspace((unsigned char)*s))
+    if (*s == '\0' || strspn(s, "0123456789.") != strlen(s))
         return false;
     double v = strtod(s, &end);
-    return *end == '\0' && v >= 0 && v == v;
+    return *end == '\0' && v >= 0;
+}
+
+/* Accepts a JSON number that yajl could read as a non-negative integer or finite double; -1e999 is neither. */
+static bool is_valid_price_number(yajl_val price)
+{
+    if (YAJL_IS_INTEGER(price))
+        return price->u.number.i >= 0;
+    return YAJL_IS_DOUBLE(price) && isfinite(price->u.number.d) && price->u.number.d >= 0;
 }
 
 static bool printable_no_space(const char *s, size_t max_len)
@@ -314,9 +324,11 @@ static void parse_certificate(struct parse_ctx *pc, struct job *job, const char 
             if (!is_numeric_string(price->u.string))
                 fail(pc, "%s.price: invalid value %s; use a number of US dollars such as 3.5", where,
                      quote(q, sizeof(q), price->u.string));
-        } else if (price->type != yajl_t_number || (YAJL_IS_DOUBLE(price) && price->u.number.d < 0) ||
-                   (YAJL_IS_INTEGER(price) && price->u.number.i < 0))
+        } else if (price->type != yajl_t_number)
             fail(pc, "%s.price: must be a non-negative number or numeric string, not %s", where, json_type_name(price));
+        else if (!is_valid_price_number(price))
+            fail(pc, "%s.price: must be a non-negative number of US dollars, not %s", where,
+                 quote(q, sizeof(q), price->u.number.r));
     }
     if (!pc->failed)
         check_subject_names(pc, &cert, where, json_get(node, "subject_names"));

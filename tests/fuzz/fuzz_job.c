@@ -3,6 +3,7 @@
  * (job_redact_payload, job_peek, job_payload_with_id), and checks that the
  * access token never reaches an error message or a redacted copy.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,26 @@ static void check_payload_with_id(const char *payload, size_t size, const struct
     free(with_id);
 }
 
+/* Checks that an accepted certificate's price is a finite, non-negative number or a plain decimal string. */
+static void check_price(const char *cert_json)
+{
+    char err[160];
+    yajl_val cert = json_parse(cert_json, strlen(cert_json), err, sizeof(err));
+    yajl_val price = json_get(cert, "price");
+
+    FUZZ_CHECK(price && (price->type == yajl_t_number || price->type == yajl_t_string),
+               "accepted certificate without a price: %s", cert_json);
+    if (price && price->type == yajl_t_number) {
+        double value = strtod(price->u.number.r, NULL);
+        FUZZ_CHECK(isfinite(value) && value >= 0, "accepted the price %s", price->u.number.r);
+    } else if (price && price->type == yajl_t_string) {
+        const char *s = price->u.string;
+        FUZZ_CHECK(s[0] != '\0' && strspn(s, "0123456789.") == strlen(s), "accepted the price string \"%s\"", s);
+    }
+    if (cert)
+        yajl_tree_free(cert);
+}
+
 static void check_peek(const char *payload, size_t size)
 {
     char *id = NULL, *reply_to = NULL;
@@ -192,9 +213,11 @@ int fuzz_job(const uint8_t *data, size_t size)
                    job->cert_count);
         FUZZ_CHECK(job->reply_to == NULL || strncmp(job->reply_to, REPLY_PREFIX, strlen(REPLY_PREFIX)) == 0,
                    "accepted reply_to outside %s", REPLY_PREFIX);
-        for (size_t i = 0; i < job->cert_count; i++)
+        for (size_t i = 0; i < job->cert_count; i++) {
+            check_price(job->certs[i].json);
             for (size_t j = 0; j < job->certs[i].name_count; j++)
                 FUZZ_CHECK(job_dns_name_valid(job->certs[i].names[j]), "accepted an invalid DNS name");
+        }
     }
 
     yajl_val root = json_parse(payload, size, parse_err, sizeof(parse_err));
