@@ -597,6 +597,8 @@ void job_free(struct job *job)
  * Rewrites a payload whose top-level access_token survived the textual scan,
  * which happens when the key is spelled with escapes ("access\u005ftoken").
  * Takes ownership of scanned; returns it unchanged when no token is left.
+ * NOTE: this pass needs valid JSON, so in a payload that is not, a token
+ * under an escaped key such as "access\u005ftoken" stays in clear text.
  */
 static char *redact_escaped_keys(char *scanned)
 {
