@@ -3,9 +3,9 @@
 # clang-tidy 14 with the checks in .clang-tidy.  Prints each finding as
 # FILE:LINE:COL and exits 1 when either tool reports one.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
-DIRS="common daemon cli tests/mock tests/fuzz"
+DIRS=(common daemon cli tests/mock tests/fuzz)
 PKGS="libevent libevent_openssl libevent_pthreads libcurl yajl hiredis inih openssl"
 status=0
 
@@ -15,24 +15,23 @@ for tool in cppcheck clang-tidy pkg-config; do
         exit 2
     fi
 done
+# shellcheck disable=SC2086
 if ! pkg_cflags=$(pkg-config --cflags $PKGS); then
     echo "lint: pkg-config cannot find the libraries; run make deps" >&2
     exit 2
 fi
 
 # cppcheck reads no system headers, so it is given sys/queue.h to expand the TAILQ_* macros.
-queue_h=$(echo '#include <sys/queue.h>' | cc -E -M -x c - 2>/dev/null | tr ' \\' '\n\n' | grep 'sys/queue\.h$' | head -n 1)
+queue_h=$(find /usr/include -path '*/sys/queue.h' -print -quit)
 echo "# cppcheck"
-# shellcheck disable=SC2086
 if ! cppcheck --quiet --std=c11 -D_GNU_SOURCE -I. ${queue_h:+--include="$queue_h"} \
         --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
-        --template='{file}:{line}:{column}: {severity}: {message} [{id}]' $DIRS; then
+        --template='{file}:{line}:{column}: {severity}: {message} [{id}]' "${DIRS[@]}"; then
     status=1
 fi
 
 echo "# clang-tidy"
-files=$(find $DIRS -name '*.c' | sort)
-for f in $files; do
+while read -r f; do
     # shellcheck disable=SC2086
     out=$(clang-tidy --quiet "$f" -- -std=c11 -D_GNU_SOURCE -I. $pkg_cflags 2>/dev/null)
     rc=$?
@@ -41,7 +40,7 @@ for f in $files; do
         [ -n "$out" ] || echo "$f: clang-tidy exited with status $rc"
         status=1
     fi
-done
+done < <(find "${DIRS[@]}" -name '*.c' | sort)
 
 [ $status -eq 0 ] && echo "lint: no findings"
 exit $status

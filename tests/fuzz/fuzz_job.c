@@ -129,7 +129,8 @@ static void check_redaction(const char *payload, size_t size, yajl_val root)
             continue;
         const char *token = v->u.string;
 
-        if (out && !tree_contains(root, token, true))
+        /* A token such as "redacted" is part of the replacement text, so finding it proves nothing. */
+        if (out && strstr("[redacted]", token) == NULL && !tree_contains(root, token, true))
             FUZZ_CHECK(!tree_contains(out, token, false), "redacted payload still holds the access token: %s", redacted);
         if (token_is_plain(token)) {
             char *reference = replace_tokens(root, "[redacted]");
