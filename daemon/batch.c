@@ -374,6 +374,22 @@ static void log_batch_ids(struct buf *out, const struct job_list *jobs)
     }
 }
 
+/*
+ * Releases the account lease as soon as the answer is in: the request is over,
+ * and the account's next request (queued right after) must not find it taken.
+ */
+static void release_lease(struct daemon *d, const struct batch *b)
+{
+    char lease[512];
+    struct rcmds *c = rcmds_new();
+
+    snprintf(lease, sizeof(lease), "%s:lease:%s:%s", d->cfg->key_prefix, b->server_cfg.name, b->group->user);
+    rcmds_cmd(c, "ZREM");
+    rcmds_arg(c, lease);
+    rcmds_argf(c, "%s|%s", d->instance_id, b->id);
+    redisq_exec(d->rq, c, NULL, NULL);
+}
+
 static void batch_unreserve(struct batch *b)
 {
     b->group->batches_in_flight--;
@@ -751,11 +767,7 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     }
     if (v == V_AMBIGUOUS && d->cfg->ambiguous_policy == AMBIGUOUS_RETRY)
         v = V_RETRY;
-    char lease[512];
-    snprintf(lease, sizeof(lease), "%s:lease:%s:%s", d->cfg->key_prefix, b->server_cfg.name, b->group->user);
-    rcmds_cmd(c, "ZREM");
-    rcmds_arg(c, lease);
-    rcmds_argf(c, "%s|%s", d->instance_id, b->id);
+    release_lease(d, b);
     if (v == V_SPLIT) {
         d->stats.splits++;
         results_add_stat(d, c, "batches_split", 1);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,11 @@
 
 #define COMPACT_BYTES (1024 * 1024)
 
+/*
+ * Appends are buffered in out by the loop thread.  A sync hands the buffer to
+ * a worker thread that writes and fsyncs it, so the event loop never waits for
+ * the disk; the worker reports back through a pipe.
+ */
 struct journal {
     int fd;
     int lock_fd;
@@ -34,7 +40,130 @@ struct journal {
     size_t pending;
     off_t size;
     struct buf out;
+    uint64_t appended;         /* appends so far; an append's number is its position */
+
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct buf flight;         /* the buffer the worker is writing */
+    uint64_t flight_upto;
+    bool flight_busy;
+    bool flight_done;
+    bool flight_ok;
+    pthread_cond_t done_cond;
+    bool quit;
+    uint64_t synced_upto;
+    int done_pipe[2];
 };
+
+static bool write_all(struct journal *j, const char *p, size_t left)
+{
+    while (left > 0) {
+        ssize_t n = write(j->fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("cannot write the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+            return false;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    return true;
+}
+
+static void *sync_worker(void *arg)
+{
+    struct journal *j = arg;
+
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        /* Work is a buffer handed over and not yet written. */
+        while ((!j->flight_busy || j->flight_done) && !j->quit)
+            pthread_cond_wait(&j->wake, &j->lock);
+        if (!j->flight_busy || j->flight_done)
+            break;
+        pthread_mutex_unlock(&j->lock);
+
+        bool ok = write_all(j, j->flight.data, j->flight.len);
+        if (ok && fdatasync(j->fd) != 0) {
+            log_error("cannot sync the journal: file=%s error=\"%s\"", j->path, strerror(errno));
+            ok = false;
+        }
+
+        pthread_mutex_lock(&j->lock);
+        j->flight_ok = ok;
+        j->flight_done = true;
+        pthread_cond_broadcast(&j->done_cond);
+        char byte = 1;
+        if (write(j->done_pipe[1], &byte, 1) < 0)
+            log_error("cannot signal a finished journal sync: error=\"%s\"", strerror(errno));
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+int journal_sync_fd(const struct journal *j)
+{
+    return j->done_pipe[0];
+}
+
+uint64_t journal_appended(const struct journal *j)
+{
+    return j->appended;
+}
+
+bool journal_sync_start(struct journal *j)
+{
+    if (j->flight_busy || j->out.len == 0)
+        return false;
+    pthread_mutex_lock(&j->lock);
+    struct buf swap = j->flight;
+    j->flight = j->out;
+    j->out = swap;
+    buf_reset(&j->out);
+    j->flight_upto = j->appended;
+    j->flight_busy = true;
+    pthread_cond_signal(&j->wake);
+    pthread_mutex_unlock(&j->lock);
+    return true;
+}
+
+uint64_t journal_sync_finish(struct journal *j, bool *ok)
+{
+    char bytes[64];
+
+    while (read(j->done_pipe[0], bytes, sizeof(bytes)) > 0)
+        ;
+    pthread_mutex_lock(&j->lock);
+    if (j->flight_busy && j->flight_done) {
+        *ok = j->flight_ok;
+        j->size += (off_t)j->flight.len;
+        buf_reset(&j->flight);
+        j->synced_upto = j->flight_upto;
+        j->flight_busy = false;
+        j->flight_done = false;
+        pthread_cond_signal(&j->wake);
+    } else
+        *ok = true;
+    pthread_mutex_unlock(&j->lock);
+    return j->synced_upto;
+}
+
+/* Waits for a running background sync, so the loop thread may use the file alone. */
+static void wait_for_worker(struct journal *j)
+{
+    bool ok;
+
+    if (!j->flight_busy)
+        return;
+    pthread_mutex_lock(&j->lock);
+    while (!j->flight_done)
+        pthread_cond_wait(&j->done_cond, &j->lock);
+    pthread_mutex_unlock(&j->lock);
+    journal_sync_finish(j, &ok);
+}
 
 struct journal *journal_open(const char *state_dir, char *err, size_t err_len)
 {
@@ -43,7 +172,9 @@ struct journal *journal_open(const char *state_dir, char *err, size_t err_len)
 
     j->fd = -1;
     j->lock_fd = -1;
+    j->done_pipe[0] = j->done_pipe[1] = -1;
     buf_init(&j->out);
+    buf_init(&j->flight);
     if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, err_len, "cannot create state_dir %s: %s", state_dir, strerror(errno));
         goto fail;
@@ -78,6 +209,18 @@ struct journal *journal_open(const char *state_dir, char *err, size_t err_len)
         goto fail;
     }
     j->next_id = 1;
+    if (pipe2(j->done_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(err, err_len, "cannot create a pipe for the journal: %s", strerror(errno));
+        goto fail;
+    }
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wake, NULL);
+    pthread_cond_init(&j->done_cond, NULL);
+    if (pthread_create(&j->worker, NULL, sync_worker, j) != 0) {
+        snprintf(err, err_len, "cannot start the journal's sync thread");
+        goto fail;
+    }
+    j->worker_started = true;
     return j;
 
 fail:
@@ -89,8 +232,24 @@ void journal_close(struct journal *j)
 {
     if (j == NULL)
         return;
-    if (j->out.len)
-        journal_sync(j);
+    if (j->worker_started) {
+        wait_for_worker(j);
+        if (j->out.len)
+            journal_sync(j);
+        pthread_mutex_lock(&j->lock);
+        j->quit = true;
+        pthread_cond_signal(&j->wake);
+        pthread_mutex_unlock(&j->lock);
+        pthread_join(j->worker, NULL);
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->wake);
+        pthread_cond_destroy(&j->done_cond);
+    }
+    if (j->done_pipe[0] >= 0) {
+        close(j->done_pipe[0]);
+        close(j->done_pipe[1]);
+    }
+    buf_free(&j->flight);
     if (j->fd >= 0)
         close(j->fd);
     if (j->lock_fd >= 0)
@@ -249,27 +408,18 @@ uint64_t journal_append(struct journal *j, const struct rcmds *c)
 
     append_transaction(&j->out, id, c);
     j->pending++;
+    j->appended++;
     return id;
 }
 
 bool journal_sync(struct journal *j)
 {
-    const char *p = j->out.data;
-    size_t left = j->out.len;
-
-    while (left > 0) {
-        ssize_t n = write(j->fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            log_error("cannot write the journal: file=%s error=\"%s\"", j->path, strerror(errno));
-            return false;
-        }
-        p += n;
-        left -= (size_t)n;
-    }
+    wait_for_worker(j);
+    if (!write_all(j, j->out.data, j->out.len))
+        return false;
     j->size += (off_t)j->out.len;
     buf_reset(&j->out);
+    j->synced_upto = j->appended;
     if (fdatasync(j->fd) != 0) {
         log_error("cannot sync the journal: file=%s error=\"%s\"", j->path, strerror(errno));
         return false;
@@ -283,7 +433,7 @@ void journal_done(struct journal *j, uint64_t id)
     int n = snprintf(line, sizeof(line), "D %llu\n", (unsigned long long)id);
 
     j->pending--;
-    if (j->pending == 0 && j->out.len == 0 && j->size > COMPACT_BYTES) {
+    if (j->pending == 0 && j->out.len == 0 && !j->flight_busy && j->size > COMPACT_BYTES) {
         /* Everything is in Redis: the file can start again empty. */
         if (ftruncate(j->fd, 0) == 0) {
             j->size = 0;

@@ -26,8 +26,17 @@ size_t journal_replay(struct journal *j, void (*fn)(void *arg, uint64_t id, stru
 
 /* Appends a transaction and returns its id; it is durable only after journal_sync. */
 uint64_t journal_append(struct journal *j, const struct rcmds *c);
-/* Flushes appended records to disk.  Returns false (and logs) on an I/O error. */
+/* Flushes appended records to disk and waits for it.  Returns false (and logs) on an I/O error. */
 bool journal_sync(struct journal *j);
+
+/* Returns the number of appends so far; records up to a number are durable once a sync reports it. */
+uint64_t journal_appended(const struct journal *j);
+/* Starts writing and syncing the appended records in the worker thread; false when one is running or nothing is new. */
+bool journal_sync_start(struct journal *j);
+/* A descriptor that becomes readable when a background sync finished. */
+int journal_sync_fd(const struct journal *j);
+/* Collects a finished background sync; returns the number of appends now durable, and whether it worked. */
+uint64_t journal_sync_finish(struct journal *j, bool *ok);
 /* Records that Redis confirmed transaction id; truncates the file once nothing is pending. */
 void journal_done(struct journal *j, uint64_t id);
 size_t journal_pending(const struct journal *j);

@@ -9,7 +9,6 @@
 #include "daemon/redisq.h"
 #include "daemon/results.h"
 
-#define ACCEPT_FIELDS 5
 
 struct accept_ctx {
     struct held_job **jobs;
@@ -153,6 +152,7 @@ void queue_take_items(struct daemon *d, char **seqs, char **payloads, size_t cou
         rcmds_arg(args, hj->seq);
         rcmds_arg(args, hj->job->server);
         rcmds_arg(args, account);
+        rcmds_arg(args, hj->job->reply_to ? hj->job->reply_to : "");
         rcmds_arg(args, with_id ? with_id : "");
         free(with_id);
         ctx->jobs[ctx->count++] = hj;

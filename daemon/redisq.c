@@ -797,7 +797,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         rq->heartbeat_sent_once = true;
         rq->next_heartbeat_ms = now + d->cfg->heartbeat_ttl_s * 1000 / 3;
     }
-    if (now >= rq->next_figures_ms && !rq->figures_running && rq->cmd.pending == 0) {
+    if (now >= rq->next_figures_ms && !rq->figures_running) {
         figures_run(rq);
         rq->next_figures_ms = now + 1000;
     }

@@ -252,6 +252,7 @@ struct commit_ctx {
     size_t count;
     struct rcmds *cmds;
     uint64_t journal_id;
+    uint64_t journal_position;  /* durable once the journal reports this many appends synced */
 };
 TAILQ_HEAD(commit_list, commit_ctx);
 
@@ -275,18 +276,28 @@ static void commit_done(struct daemon *d, void *arg, redisReply *reply)
     free(ctx);
 }
 
-static void sync_and_send(evutil_socket_t fd, short what, void *arg)
+/* Sends every outcome whose journal record is durable, in order. */
+static void send_synced(struct daemon *d, uint64_t synced_upto)
 {
-    struct daemon *d = arg;
     struct commit_ctx *ctx;
 
-    if (d->journal && !journal_sync(d->journal))
-        log_error("outcomes go to Redis without a durable journal copy: state_dir=%s", d->cfg->state_dir);
-    while ((ctx = TAILQ_FIRST(&unsynced)) != NULL) {
+    while ((ctx = TAILQ_FIRST(&unsynced)) != NULL && ctx->journal_position <= synced_upto) {
         TAILQ_REMOVE(&unsynced, ctx, link);
         redisq_exec(d->rq, ctx->cmds, commit_done, ctx);
         ctx->cmds = NULL;
     }
+}
+
+static void sync_finished(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    bool ok;
+    uint64_t upto = journal_sync_finish(d->journal, &ok);
+
+    if (!ok)
+        log_error("outcomes go to Redis without a durable journal copy: state_dir=%s", d->cfg->state_dir);
+    send_synced(d, upto);
+    journal_sync_start(d->journal);
 }
 
 void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count)
@@ -298,17 +309,28 @@ void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, s
     ctx->cmds = c;
     add_held_delete(d, c, jobs, count);
     add_counters(d, c);
-    if (d->journal)
-        ctx->journal_id = journal_append(d->journal, c);
+    if (d->journal == NULL) {
+        redisq_exec(d->rq, c, commit_done, ctx);
+        return;
+    }
+    ctx->journal_id = journal_append(d->journal, c);
+    ctx->journal_position = journal_appended(d->journal);
     TAILQ_INSERT_TAIL(&unsynced, ctx, link);
-    if (sync_event == NULL)
-        sync_event = event_new(d->base, -1, 0, sync_and_send, d);
-    event_active(sync_event, 0, 0);
+    if (sync_event == NULL) {
+        sync_event = event_new(d->base, journal_sync_fd(d->journal), EV_READ | EV_PERSIST, sync_finished, d);
+        event_add(sync_event, NULL);
+    }
+    /* A sync already running takes no new records; the next starts when it reports back. */
+    journal_sync_start(d->journal);
 }
 
 void results_flush(struct daemon *d)
 {
-    sync_and_send(-1, 0, d);
+    if (d->journal == NULL)
+        return;
+    if (!journal_sync(d->journal))
+        log_error("outcomes go to Redis without a durable journal copy: state_dir=%s", d->cfg->state_dir);
+    send_synced(d, journal_appended(d->journal));
 }
 
 void results_shutdown(void)

@@ -36,8 +36,9 @@ const char script_claim[] =
     "return out\n";
 
 /*
- * Registers parsed jobs.  ARGV: prefix, instance, now_ms, then five per job: id,
- * seq, server, user, payload to store in place of the held one ('' to keep it).
+ * Registers parsed jobs.  ARGV: prefix, instance, now_ms, then six per job: id,
+ * seq, server, user, reply_to ('' for none), payload to store in place of the
+ * held one ('' to keep it).
  * A job whose id already has a state other than failed is a duplicate, unless
  * this instance owns it (a retry, or a claim whose reply was lost) or recovery
  * requeued it.  Returns per job {'dup', state, result} or {'new', attempts, first_attempt_ms, state}.
@@ -46,8 +47,8 @@ const char script_accept[] =
     "local prefix, inst, now = ARGV[1], ARGV[2], ARGV[3]\n"
     "local held = prefix .. ':held:' .. inst\n"
     "local out, fresh = {}, 0\n"
-    "for i = 4, #ARGV, 5 do\n"
-    "  local id, seq, server, user, payload = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"
+    "for i = 4, #ARGV, 6 do\n"
+    "  local id, seq, server, user, reply_to, payload = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]\n"
     "  local key = prefix .. ':job:' .. id\n"
     "  local owner = inst .. '/' .. seq\n"
     "  local h = redis.call('HMGET', key, 'state', 'requeued', 'owner', 'attempts', 'result', 'first_attempt_ms', 'created_at_ms')\n"
@@ -68,8 +69,10 @@ const char script_accept[] =
     "      attempts, first, created = h[4] or '0', h[6] or '', h[7] or now\n"
     "      if not mine then state = 'queued' end\n"
     "    end\n"
-    "    redis.call('HSET', key, 'state', state, 'server', server, 'user', user, 'attempts', attempts,\n"
-    "               'created_at_ms', created, 'updated_at_ms', now, 'owner', owner)\n"
+    "    local fields = {'state', state, 'server', server, 'user', user, 'attempts', attempts,\n"
+    "                    'created_at_ms', created, 'updated_at_ms', now, 'owner', owner}\n"
+    "    if reply_to ~= '' then fields[#fields+1] = 'reply_to'; fields[#fields+1] = reply_to end\n"
+    "    redis.call('HSET', key, unpack(fields))\n"
     "    if existed then\n"
     "      redis.call('HDEL', key, 'requeued', 'payload')\n"
     "      redis.call('PERSIST', key)\n"
