@@ -29,6 +29,7 @@ struct held_job {
     char *payload;           /* the payload as stored in Redis, id included */
     struct job *job;         /* NULL until parsed */
     int attempts;            /* requests already sent for it */
+    int reconcile_reads;     /* failed reads of the pending list so far */
     int64_t first_attempt_ms;
     int64_t arrived_ms;      /* monotonic time it joined its group */
     bool solo;               /* send alone: a batch it was in was refused */

@@ -25,8 +25,6 @@
 #include "common/util.h"
 #include "daemon/redisq.h"
 
-#define COMPACT_BYTES (1024 * 1024)
-
 /*
  * Appends are buffered in out by the loop thread.  A sync hands the buffer to
  * a worker thread that writes and fsyncs it, so the event loop never waits for
@@ -433,8 +431,12 @@ void journal_done(struct journal *j, uint64_t id)
     int n = snprintf(line, sizeof(line), "D %llu\n", (unsigned long long)id);
 
     j->pending--;
-    if (j->pending == 0 && j->out.len == 0 && !j->flight_busy && j->size > COMPACT_BYTES) {
-        /* Everything is in Redis: the file can start again empty. */
+    /*
+     * Once Redis has everything, the file starts again empty: records of
+     * finished jobs, retry payloads with access tokens among them, are kept
+     * no longer than recovery needs them.
+     */
+    if (j->pending == 0 && j->out.len == 0 && !j->flight_busy && j->size > 0) {
         if (ftruncate(j->fd, 0) == 0) {
             j->size = 0;
             return;

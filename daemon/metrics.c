@@ -111,7 +111,7 @@ char *metrics_render(struct daemon *d)
           d->figures.known ? (double)d->figures.reconcile : -1);
     gauge(&b, "dead_letters", "Entries in the dead-letter list.", d->figures.known ? (double)d->figures.dead : -1);
     gauge(&b, "jobs_held", "Jobs this instance holds in memory.", (double)d->held_count);
-    gauge(&b, "requests_in_flight_total", "Requests to cPanel in flight.", d->in_flight);
+    gauge(&b, "requests_running", "Requests to cPanel in flight, all servers together.", d->in_flight);
     gauge(&b, "redis_connected", "1 when the Redis command connection is up.", redisq_connected(d->rq) ? 1 : 0);
     gauge(&b, "redis_backlog", "Redis operations not yet confirmed.", (double)redisq_backlog(d->rq));
     gauge(&b, "journal_pending", "Outcomes in the journal not yet confirmed by Redis.",

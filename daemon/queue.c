@@ -94,6 +94,7 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
         }
         hj->attempts = atoi(r->element[1]->str);
         hj->first_attempt_ms = strtoll(r->element[2]->str, NULL, 10);
+        hj->reconcile_reads = r->elements >= 5 ? atoi(r->element[4]->str) : 0;
         if (hj->attempts == 0)
             d->stats.received++;
         log_debug("job accepted: job=%s seq=%s server=%s user=%s certificates=%zu attempts=%d", hj->job->id, hj->seq,

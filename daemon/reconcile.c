@@ -144,6 +144,17 @@ static void adopt(struct daemon *d, struct held_job *hj, const struct uapi_pendi
 static void retry_read(struct daemon *d, struct held_job *hj, const char *why)
 {
     char key[256];
+
+    if (hj->reconcile_reads + 1 >= RECONCILE_MAX_READS) {
+        struct buf reason;
+        buf_init(&reason);
+        buf_printf(&reason, "no answer came, and the pending list could not be read after %d tries (%s); check the "
+                            "account's orders and resolve the job by hand", RECONCILE_MAX_READS, why);
+        hold_for_operator(d, hj, reason.data);
+        buf_free(&reason);
+        return;
+    }
+
     struct rcmds *c = rcmds_new();
     struct held_job **jobs = xcalloc(1, sizeof(*jobs));
 
@@ -154,7 +165,7 @@ static void retry_read(struct daemon *d, struct held_job *hj, const char *why)
     rcmds_arg(c, key);
     rcmds_arg(c, "reconcile_reads");
     rcmds_arg(c, "1");
-    park(d, c, hj, why, 30000);
+    park(d, c, hj, why, d->cfg->reconcile_delay_s > 0 ? (int64_t)d->cfg->reconcile_delay_s * 1000 : 1000);
     jobs[0] = hj;
     results_commit(d, c, jobs, 1);
 }

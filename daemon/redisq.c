@@ -32,6 +32,7 @@
 
 struct rcmd {
     int argc;
+    int cap;
     char **argv;
     size_t *argvlen;
 };
@@ -39,6 +40,7 @@ struct rcmd {
 struct rcmds {
     struct rcmd *cmds;
     size_t count;
+    size_t cap;
 };
 
 struct rop {
@@ -129,7 +131,10 @@ void rcmds_free(struct rcmds *c)
 
 void rcmds_cmd(struct rcmds *c, const char *name)
 {
-    c->cmds = xrealloc(c->cmds, (c->count + 1) * sizeof(*c->cmds));
+    if (c->count == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 4;
+        c->cmds = xrealloc(c->cmds, c->cap * sizeof(*c->cmds));
+    }
     memset(&c->cmds[c->count], 0, sizeof(c->cmds[0]));
     c->count++;
     rcmds_arg(c, name);
@@ -139,8 +144,12 @@ void rcmds_argn(struct rcmds *c, const char *s, size_t len)
 {
     struct rcmd *cmd = &c->cmds[c->count - 1];
 
-    cmd->argv = xrealloc(cmd->argv, (size_t)(cmd->argc + 1) * sizeof(char *));
-    cmd->argvlen = xrealloc(cmd->argvlen, (size_t)(cmd->argc + 1) * sizeof(size_t));
+    /* Scripts take thousands of arguments, so the arrays grow geometrically. */
+    if (cmd->argc == cmd->cap) {
+        cmd->cap = cmd->cap ? cmd->cap * 2 : 8;
+        cmd->argv = xrealloc(cmd->argv, (size_t)cmd->cap * sizeof(char *));
+        cmd->argvlen = xrealloc(cmd->argvlen, (size_t)cmd->cap * sizeof(size_t));
+    }
     cmd->argv[cmd->argc] = xstrndup(s, len);
     cmd->argvlen[cmd->argc] = len;
     cmd->argc++;

@@ -41,7 +41,7 @@ const char script_claim[] =
  * held one ('' to keep it).
  * A job whose id already has a state other than failed is a duplicate, unless
  * this instance owns it (a retry, or a claim whose reply was lost) or recovery
- * requeued it.  Returns per job {'dup', state, result} or {'new', attempts, first_attempt_ms, state}.
+ * requeued it.  Returns per job {'dup', state, result} or {'new', attempts, first_attempt_ms, state, reconcile_reads}.
  */
 const char script_accept[] =
     "local prefix, inst, now = ARGV[1], ARGV[2], ARGV[3]\n"
@@ -51,7 +51,7 @@ const char script_accept[] =
     "  local id, seq, server, user, reply_to, payload = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]\n"
     "  local key = prefix .. ':job:' .. id\n"
     "  local owner = inst .. '/' .. seq\n"
-    "  local h = redis.call('HMGET', key, 'state', 'requeued', 'owner', 'attempts', 'result', 'first_attempt_ms', 'created_at_ms')\n"
+    "  local h = redis.call('HMGET', key, 'state', 'requeued', 'owner', 'attempts', 'result', 'first_attempt_ms', 'created_at_ms', 'reconcile_reads')\n"
     "  local state = h[1]\n"
     "  local mine = state and h[3] == owner\n"
     "  if state and state ~= 'failed' and h[2] ~= '1' and not mine then\n"
@@ -78,7 +78,7 @@ const char script_accept[] =
     "      redis.call('PERSIST', key)\n"
     "    end\n"
     "    if payload ~= '' then redis.call('HSET', held, seq, payload) end\n"
-    "    out[#out+1] = {'new', attempts, first, state}\n"
+    "    out[#out+1] = {'new', attempts, first, state, h[8] or '0'}\n"
     "  end\n"
     "end\n"
     "if fresh > 0 then redis.call('HINCRBY', prefix .. ':stats', 'received', fresh) end\n"
