@@ -31,7 +31,7 @@ DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 CERTQD = $(BUILD)/certqd
 PROGRAMS = $(CERTQD)
 
-.PHONY: all deps demo check unit integration clean
+.PHONY: all deps demo check clean valgrind soak lint
 
 all: $(PROGRAMS)
 
@@ -60,6 +60,18 @@ demo: deps
 check: deps
 	@$(MAKE) --no-print-directory all $(TEST_PROGRAMS)
 	@BUILD=$(BUILD) ./tests/run.sh
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@./tests/valgrind.sh $(BUILD)
+
+# A few minutes of jobs with crashes, Redis outages and cPanel faults injected; SOAK_JOBS, SOAK_SECONDS.
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@./tests/soak.sh $(BUILD)
+
+lint: deps
+	@./tests/lint.sh
 
 clean:
 	rm -rf build build-*

@@ -144,6 +144,7 @@ struct daemon {
     bool stopping;
     bool stop_now;
     struct event *shutdown_timer;
+    struct event *stop_check;
     struct event *sig_int, *sig_term, *sig_hup;
     int exit_code;
 };

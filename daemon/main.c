@@ -133,8 +133,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     batch_release_unsent(d);
     d->shutdown_timer = evtimer_new(d->base, shutdown_timeout, d);
     evtimer_add(d->shutdown_timer, &tv);
-    struct event *ev = event_new(d->base, -1, EV_PERSIST, stop_check, d);
-    event_add(ev, &check);
+    d->stop_check = event_new(d->base, -1, EV_PERSIST, stop_check, d);
+    event_add(d->stop_check, &check);
     daemon_check_stopped(d);
 }
 
@@ -381,6 +381,8 @@ int main(int argc, char **argv)
     submit_free(d.sub);
     if (d.shutdown_timer)
         event_free(d.shutdown_timer);
+    if (d.stop_check)
+        event_free(d.stop_check);
     event_base_free(d.base);
     hmap_destroy(&d.held);
     hmap_destroy(&d.groups);

@@ -5,7 +5,7 @@ set -eu
 
 packages="build-essential pkg-config libevent-dev libcurl4-openssl-dev libyajl-dev
 libhiredis-dev libinih-dev libcmocka-dev libssl-dev redis-server redis-tools
-openssl jq curl procps prometheus socat"
+openssl jq curl procps prometheus socat systemd"
 
 missing=""
 for p in $packages; do

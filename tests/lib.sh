@@ -282,7 +282,8 @@ start_certqd() {
         conf="$T_DIR/$name.conf"
         sed "s|^state_dir = .*|state_dir = $T_DIR/state-$name|" "$T_DIR/certqd.conf" >"$conf"
     fi
-    "$CERTQD" -c "$conf" 2>>"$T_DIR/$name.log" &
+    # CERTQD_WRAPPER runs certqd under a tool, such as valgrind for make valgrind.
+    ${CERTQD_WRAPPER:-} "$CERTQD" -c "$conf" 2>>"$T_DIR/$name.log" &
     CERTQD_PID=$!
     T_PIDS+=("$CERTQD_PID")
     wait_until 5 grep -q "starting:" "$T_DIR/$name.log" || fail "certqd did not start: $(tail -5 "$T_DIR/$name.log")"
@@ -334,6 +335,9 @@ run_tests() {
         write_config
         "$t"
         if [ -n "${CERTQD_PID:-}" ] && kill -0 "$CERTQD_PID" 2>/dev/null; then
+            # A clean stop lets memory checkers report; a stuck certqd is killed after 20 s.
+            kill -TERM "$CERTQD_PID" 2>/dev/null
+            for _ in $(seq 200); do kill -0 "$CERTQD_PID" 2>/dev/null || break; sleep 0.1; done
             kill -KILL "$CERTQD_PID" 2>/dev/null
             wait "$CERTQD_PID" 2>/dev/null
         fi
