@@ -33,6 +33,8 @@ struct transfer {
     CURL *easy;
     struct curl_slist *headers;
     char *body;
+    size_t body_len;
+    size_t body_sent;
     struct buf response;
     size_t max_response;
     bool truncated;
@@ -60,6 +62,33 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     buf_append(&t->response, ptr, n);
     return n;
+}
+
+static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+    struct transfer *t = userdata;
+    size_t n = size * nitems;
+
+    if (n > t->body_len - t->body_sent)
+        n = t->body_len - t->body_sent;
+    memcpy(buffer, t->body + t->body_sent, n);
+    t->body_sent += n;
+    return n;
+}
+
+/*
+ * libcurl sends a request again on a new connection when a reused one dies
+ * before any answer, and to do so it rewinds the body.  cPanel may have placed
+ * the order already, so the rewind is refused: the transfer fails
+ * (CURLE_SEND_FAIL_REWIND) and certqd treats it as an answer that never came.
+ */
+static int on_seek(void *userdata, curl_off_t offset, int origin)
+{
+    struct transfer *t = userdata;
+
+    if (origin == SEEK_SET && offset == 0 && t->body_sent == 0)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_FAIL;
 }
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -226,8 +255,14 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_URL, url.data);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(t->body));
+    /* The body comes from a read callback, never POSTFIELDS, so that libcurl cannot resend it by itself. */
+    t->body_len = strlen(t->body);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body_len);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, t);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

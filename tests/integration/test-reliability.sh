@@ -79,6 +79,20 @@ test_lost_answer_adopted_from_pending_list() {
     check_contains "message" adopted "$(job_field la messages)"
 }
 
+test_lost_answer_on_reused_connection_not_resent() {
+    # The first job leaves a keep-alive connection behind; the second's answer is lost on it.
+    push "$(make_job warm)"
+    start_certqd
+    wait_final 10 warm || return
+    mock_fault '{"kind":"close_after","count":1}'
+    push "$(make_job reuse)"
+    wait_final 15 reuse || return
+    check_eq "names ordered twice" 0 "$(mock_stat duplicate_names_ordered)"
+    check_eq "orders" 2 "$(mock_stat orders)"
+    check_eq "state" succeeded "$(job_state reuse)"
+    check_contains "adopted, not ordered again" adopted "$(job_field reuse messages)"
+}
+
 test_lost_answer_without_vhosts_is_unknown() {
     mock_fault '{"kind":"close_after","count":1}'
     push "$(make_job nv cp1 nv.example.com 'del(.certificates[0].vhost_names)')"
