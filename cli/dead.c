@@ -99,7 +99,7 @@ static bool find_by_id(struct cli *cli, const char *key, const char *id, struct 
     for (long long from = 0;; from += SCAN_CHUNK) {
         snprintf(start, sizeof(start), "%lld", from);
         snprintf(stop, sizeof(stop), "%lld", from + SCAN_CHUNK - 1);
-        redisReply *chunk = rconn_run(cli, "LRANGE", key, start, stop, NULL);
+        redisReply *chunk = rconn_run(cli, "LRANGE", key, start, stop, (char *)NULL);
         if (chunk->elements == 0) {
             freeReplyObject(chunk);
             return false;
@@ -129,7 +129,7 @@ static int find_entry(struct cli *cli, const char *selector, bool by_id, struct 
 
     rconn_key(cli, key, "dead");
     if (!by_id && is_index(selector)) {
-        redisReply *r = rconn_run(cli, "LINDEX", key, selector, NULL);
+        redisReply *r = rconn_run(cli, "LINDEX", key, selector, (char *)NULL);
         bool found = r->type == REDIS_REPLY_STRING;
         if (found) {
             out->index = strtoll(selector, NULL, 10);
@@ -158,8 +158,8 @@ static int dead_list(struct cli *cli, long long limit)
 
     rconn_key(cli, key, "dead");
     snprintf(stop, sizeof(stop), "%lld", limit - 1);
-    redisReply *total = rconn_run(cli, "LLEN", key, NULL);
-    redisReply *entries = limit > 0 ? rconn_run(cli, "LRANGE", key, "0", stop, NULL) : NULL;
+    redisReply *total = rconn_run(cli, "LLEN", key, (char *)NULL);
+    redisReply *entries = limit > 0 ? rconn_run(cli, "LRANGE", key, "0", stop, (char *)NULL) : NULL;
     size_t count = entries ? entries->elements : 0;
 
     if (cli->json) {
@@ -316,7 +316,7 @@ static bool requeue_entry(struct cli *cli, const struct entry *e, const char *to
     rconn_key(cli, dead_key, "dead");
     rconn_key(cli, queue_key, "queue");
     rconn_key(cli, job_key, "job:%s", job->id);
-    redisReply *r = rconn_run(cli, "EVAL", requeue_script, "3", dead_key, queue_key, job_key, e->raw, final_payload, NULL);
+    redisReply *r = rconn_run(cli, "EVAL", requeue_script, "3", dead_key, queue_key, job_key, e->raw, final_payload, (char *)NULL);
     long long outcome = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? rconn_integer(r->element[0], -1) : -1;
     if (outcome == 1) {
         requeued = true;
@@ -350,7 +350,7 @@ static struct entry *read_all_entries(struct cli *cli, size_t *count)
     struct entry *entries;
 
     rconn_key(cli, key, "dead");
-    r = rconn_run(cli, "LRANGE", key, "0", "-1", NULL);
+    r = rconn_run(cli, "LRANGE", key, "0", "-1", (char *)NULL);
     entries = xcalloc(r->elements + 1, sizeof(*entries));
     for (size_t i = 0; i < r->elements; i++) {
         entries[i].index = (long long)i;
@@ -457,9 +457,9 @@ static int dead_purge(struct cli *cli, long long older_than_s, bool yes)
 
     if (older_than_s >= 0) {
         snprintf(cutoff, sizeof(cutoff), "%lld", (long long)now_ms() - older_than_s * 1000);
-        r = rconn_run(cli, "EVAL", purge_older_script, "1", key, cutoff, NULL);
+        r = rconn_run(cli, "EVAL", purge_older_script, "1", key, cutoff, (char *)NULL);
     } else
-        r = rconn_run(cli, "EVAL", purge_all_script, "1", key, NULL);
+        r = rconn_run(cli, "EVAL", purge_all_script, "1", key, (char *)NULL);
     long long deleted = rconn_integer(r, 0);
     freeReplyObject(r);
 

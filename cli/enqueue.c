@@ -2,6 +2,7 @@
  * certq enqueue: builds jobs from options or reads them from a JSON-lines file,
  * validates each as certqd will, and pushes the valid ones onto the queue.
  */
+#include <assert.h>
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -185,6 +186,7 @@ static void print_ids(const struct cli *cli, const struct job_list *list)
 /* Writes a --domain certificate: subject_names from the comma-separated names, vhost_names from --vhost or the first name. */
 static void gen_domain_cert(yajl_gen gen, const struct domain_cert *d, const char *product, const char *price)
 {
+    assert(product != NULL && price != NULL); /* the option check requires --product and --price with --domain */
     char *names = xstrdup(d->names);
     char *first = NULL, *save = NULL;
     bool numeric_product = strspn(product, "0123456789") == strlen(product);

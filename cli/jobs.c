@@ -23,7 +23,7 @@ static redisReply *read_job(struct cli *cli, const char *id)
     char key[CERTQ_KEY_MAX];
 
     rconn_key(cli, key, "job:%s", id);
-    return rconn_run(cli, "HGETALL", key, NULL);
+    return rconn_run(cli, "HGETALL", key, (char *)NULL);
 }
 
 static void report_not_found(const struct cli *cli, const char *id)
@@ -122,7 +122,7 @@ static bool poll_until_final(struct cli *cli, int count, char **ids, long long t
             if (done[i])
                 continue;
             rconn_key(cli, key, "job:%s", ids[i]);
-            redisReply *state = rconn_run(cli, "HGET", key, "state", NULL);
+            redisReply *state = rconn_run(cli, "HGET", key, "state", (char *)NULL);
             if (state->type == REDIS_REPLY_STRING && is_final_state(state->str)) {
                 done[i] = true;
                 left--;
@@ -138,9 +138,9 @@ static bool poll_until_final(struct cli *cli, int count, char **ids, long long t
         if (done[i])
             continue;
         rconn_key(cli, key, "job:%s", ids[i]);
-        redisReply *state = rconn_run(cli, "HGET", key, "state", NULL);
+        redisReply *state = rconn_run(cli, "HGET", key, "state", (char *)NULL);
         cli_error("wait: job %s is still %s after %.1f s; certqd may be stopped or busy: check 'certq stats'", ids[i],
-                  state->type == REDIS_REPLY_STRING ? state->str : "not taken from the queue", timeout_ms / 1000.0);
+                  state->type == REDIS_REPLY_STRING ? state->str : "not taken from the queue", (double)timeout_ms / 1000.0);
         freeReplyObject(state);
     }
     free(done);
@@ -155,7 +155,7 @@ static int final_status(struct cli *cli, int count, char **ids)
 
     for (int i = 0; i < count; i++) {
         rconn_key(cli, key, "job:%s", ids[i]);
-        redisReply *state = rconn_run(cli, "HGET", key, "state", NULL);
+        redisReply *state = rconn_run(cli, "HGET", key, "state", (char *)NULL);
         if (state->type != REDIS_REPLY_STRING || strcmp(state->str, "succeeded") != 0)
             status = EXIT_FAILED;
         freeReplyObject(state);

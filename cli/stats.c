@@ -39,7 +39,7 @@ static long long read_integer(struct cli *cli, const char *command, const char *
     char key[CERTQ_KEY_MAX];
 
     rconn_key(cli, key, "%s", suffix);
-    redisReply *r = rconn_run(cli, command, key, NULL);
+    redisReply *r = rconn_run(cli, command, key, (char *)NULL);
     long long v = rconn_integer(r, 0);
     freeReplyObject(r);
     return v;
@@ -67,7 +67,7 @@ static void read_counters(struct cli *cli, struct snapshot *s)
     char key[CERTQ_KEY_MAX];
 
     rconn_key(cli, key, "stats");
-    redisReply *hash = rconn_run(cli, "HGETALL", key, NULL);
+    redisReply *hash = rconn_run(cli, "HGETALL", key, (char *)NULL);
     for (size_t i = 0; i < KNOWN_COUNTERS; i++) {
         const char *v = rconn_hash_get(hash, known_counters[i]);
         add_counter(s, known_counters[i], v ? strtoll(v, NULL, 10) : 0);
@@ -83,13 +83,13 @@ static void read_instances(struct cli *cli, struct snapshot *s)
     char key[CERTQ_KEY_MAX];
 
     rconn_key(cli, key, "instances");
-    redisReply *members = rconn_run(cli, "SMEMBERS", key, NULL);
+    redisReply *members = rconn_run(cli, "SMEMBERS", key, (char *)NULL);
     s->instances = xcalloc(members->elements + 1, sizeof(struct instance));
     for (size_t i = 0; i < members->elements; i++) {
         struct instance *inst = &s->instances[s->instance_count++];
         inst->id = xstrdup(members->element[i]->str);
         rconn_key(cli, key, "instance:%s", inst->id);
-        inst->hash = rconn_run(cli, "HGETALL", key, NULL);
+        inst->hash = rconn_run(cli, "HGETALL", key, (char *)NULL);
     }
     freeReplyObject(members);
 }

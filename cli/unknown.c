@@ -90,7 +90,7 @@ static void find_unknown(struct cli *cli, struct doubtful_list *list)
     rconn_key(cli, pattern, "job:*");
     rconn_key(cli, job_prefix, "job:");
     do {
-        redisReply *scan = rconn_run(cli, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, NULL);
+        redisReply *scan = rconn_run(cli, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, (char *)NULL);
         redisReply *keys = scan->element[1];
         size_t n = keys->elements;
         int *argcs = xcalloc(n + 1, sizeof(int));
@@ -128,11 +128,11 @@ static void find_reconciling(struct cli *cli, struct doubtful_list *list)
     char set[CERTQ_KEY_MAX], key[CERTQ_KEY_MAX];
 
     rconn_key(cli, set, "reconcile");
-    redisReply *members = rconn_run(cli, "ZRANGE", set, "0", "-1", "WITHSCORES", NULL);
+    redisReply *members = rconn_run(cli, "ZRANGE", set, "0", "-1", "WITHSCORES", (char *)NULL);
     for (size_t i = 0; i + 1 < members->elements; i += 2) {
         const char *id = members->element[i]->str;
         rconn_key(cli, key, "job:%s", id);
-        redisReply *fields = rconn_run(cli, "HMGET", key, "server", "user", "reconcile_reason", NULL);
+        redisReply *fields = rconn_run(cli, "HMGET", key, "server", "user", "reconcile_reason", (char *)NULL);
         add_job(list, id, fields, strtoll(members->element[i + 1]->str, NULL, 10));
         freeReplyObject(fields);
     }
@@ -277,8 +277,8 @@ static int unknown_resolve(struct cli *cli, const char *id, const struct resolut
     snprintf(ttl, sizeof(ttl), "%d", cli->settings.result_ttl_s);
 
     /* WATCH makes the write fail if certqd or another operator changes the job after it was read. */
-    freeReplyObject(rconn_run(cli, "WATCH", key, NULL));
-    redisReply *hash = rconn_run(cli, "HGETALL", key, NULL);
+    freeReplyObject(rconn_run(cli, "WATCH", key, (char *)NULL));
+    redisReply *hash = rconn_run(cli, "HGETALL", key, (char *)NULL);
     const char *state = rconn_hash_get(hash, "state");
     if (hash->elements == 0) {
         cli_error("unknown resolve: job %s not found: no key %s; check the id, or run 'certq unknown list'", id, key);
@@ -295,26 +295,25 @@ static int unknown_resolve(struct cli *cli, const char *id, const struct resolut
     doc = result_document(id, hash, res);
     reply_to = find_reply_to(cli, hash, res->reply_to);
 
-    freeReplyObject(rconn_run(cli, "MULTI", NULL));
+    freeReplyObject(rconn_run(cli, "MULTI", (char *)NULL));
     if (res->succeeded) {
         freeReplyObject(rconn_run(cli, "HSET", key, "state", "succeeded", "order_id", res->order_id, "result", doc,
-                                  "resolved_by", "certq", "resolved_at_ms", now, "updated_at_ms", now, NULL));
-        freeReplyObject(rconn_run(cli, "HDEL", key, "error", "error_kind", NULL));
+                                  "resolved_by", "certq", "resolved_at_ms", now, "updated_at_ms", now, (char *)NULL));
+        freeReplyObject(rconn_run(cli, "HDEL", key, "error", "error_kind", (char *)NULL));
         if (res->checkout_url)
-            freeReplyObject(rconn_run(cli, "HSET", key, "checkout_url", res->checkout_url, NULL));
+            freeReplyObject(rconn_run(cli, "HSET", key, "checkout_url", res->checkout_url, (char *)NULL));
     } else {
         freeReplyObject(rconn_run(cli, "HSET", key, "state", "failed", "error", res->reason, "error_kind", "ambiguous",
-                                  "result", doc, "resolved_by", "certq", "resolved_at_ms", now, "updated_at_ms", now,
-                                  NULL));
+                                  "result", doc, "resolved_by", "certq", "resolved_at_ms", now, "updated_at_ms", now, (char *)NULL));
     }
-    freeReplyObject(rconn_run(cli, "HDEL", key, "payload", "owner", NULL));
-    freeReplyObject(rconn_run(cli, "EXPIRE", key, ttl, NULL));
-    freeReplyObject(rconn_run(cli, "PUBLISH", events, doc, NULL));
+    freeReplyObject(rconn_run(cli, "HDEL", key, "payload", "owner", (char *)NULL));
+    freeReplyObject(rconn_run(cli, "EXPIRE", key, ttl, (char *)NULL));
+    freeReplyObject(rconn_run(cli, "PUBLISH", events, doc, (char *)NULL));
     if (reply_to) {
-        freeReplyObject(rconn_run(cli, "RPUSH", reply_to, doc, NULL));
-        freeReplyObject(rconn_run(cli, "EXPIRE", reply_to, ttl, NULL));
+        freeReplyObject(rconn_run(cli, "RPUSH", reply_to, doc, (char *)NULL));
+        freeReplyObject(rconn_run(cli, "EXPIRE", reply_to, ttl, (char *)NULL));
     }
-    redisReply *exec = rconn_run(cli, "EXEC", NULL);
+    redisReply *exec = rconn_run(cli, "EXEC", (char *)NULL);
     bool written = exec->type == REDIS_REPLY_ARRAY;
     freeReplyObject(exec);
     if (!written) {
@@ -339,7 +338,7 @@ static int unknown_resolve(struct cli *cli, const char *id, const struct resolut
     goto done;
 
 unwatch:
-    freeReplyObject(rconn_run(cli, "UNWATCH", NULL));
+    freeReplyObject(rconn_run(cli, "UNWATCH", (char *)NULL));
 done:
     freeReplyObject(hash);
     free(doc);

@@ -155,8 +155,11 @@ static void handle_main_option(struct loader *ld, const char *name, const char *
             continue;
         if (!parse_int(value, opt->min, opt->max, &v))
             fail(ld, "invalid %s \"%s\": expected an integer from %d to %d", name, value, opt->min, opt->max);
-        else
-            *(int *)((char *)cfg + opt->offset) = (int)v;
+        else {
+            /* offsetof gives an int field's offset, so copying the bytes stores the int exactly. */
+            int iv = (int)v;
+            memcpy((char *)cfg + opt->offset, &iv, sizeof(iv));
+        }
         return;
     }
 

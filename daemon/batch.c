@@ -1,6 +1,7 @@
 /* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each answer means. */
 #include "daemon/batch.h"
 
+#include <curl/curl.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -558,7 +559,7 @@ void batch_dispatch(struct daemon *d)
     last = TAILQ_LAST(&d->blocked, group_list);
     while ((g = TAILQ_FIRST(&d->blocked)) != NULL) {
         bool was_last = g == last;
-        group_unblock(g);
+        group_unblock(g); /* NOLINT(clang-analyzer-unix.Malloc): g is off d->blocked before group_try can free it */
         group_try(d, g);
         if (was_last || d->in_flight >= d->cfg->max_in_flight)
             break;
@@ -754,9 +755,7 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     metrics_observe_request(d, (double)tr->duration_ms / 1000.0, b->cert_count);
     if (v == V_SUCCESS)
         server_record_success(b->server);
-    else if (v == V_RETRY && tr->http_status == 0)
-        server_record_failure(d, b->server, error.data);
-    else if (v == V_AMBIGUOUS && tr->http_status == 0 && tr->curl_code == 28)
+    else if (tr->http_status == 0 && (v == V_RETRY || (v == V_AMBIGUOUS && tr->curl_code == CURLE_OPERATION_TIMEDOUT)))
         server_record_failure(d, b->server, error.data);
     if (error_kind && !strcmp(error_kind, "auth")) {
         b->server->paused_until_ms = mono_ms() + AUTH_PAUSE_MS;

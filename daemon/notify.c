@@ -5,6 +5,7 @@
  */
 #include "daemon/notify.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -56,10 +57,19 @@ int64_t notify_watchdog_ms(void)
     const char *usec = getenv("WATCHDOG_USEC");
     const char *pid = getenv("WATCHDOG_PID");
 
+    char *end;
+
     if (usec == NULL)
         return 0;
-    if (pid && atol(pid) != (long)getpid())
+    if (pid) {
+        errno = 0;
+        long p = strtol(pid, &end, 10);
+        if (errno || *end != '\0' || p != (long)getpid())
+            return 0;
+    }
+    errno = 0;
+    long long v = strtoll(usec, &end, 10);
+    if (errno || *end != '\0' || v <= 0)
         return 0;
-    long long v = atoll(usec);
-    return v > 0 ? v / 1000 : 0;
+    return v / 1000;
 }

@@ -92,9 +92,9 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
             send_duplicate_reply(d, hj, r->element[1]->str, r->element[2]->str);
             continue;
         }
-        hj->attempts = atoi(r->element[1]->str);
+        hj->attempts = (int)strtol(r->element[1]->str, NULL, 10);
         hj->first_attempt_ms = strtoll(r->element[2]->str, NULL, 10);
-        hj->reconcile_reads = r->elements >= 5 ? atoi(r->element[4]->str) : 0;
+        hj->reconcile_reads = r->elements >= 5 ? (int)strtol(r->element[4]->str, NULL, 10) : 0;
         if (hj->attempts == 0)
             d->stats.received++;
         log_debug("job accepted: job=%s seq=%s server=%s user=%s certificates=%zu attempts=%d", hj->job->id, hj->seq,

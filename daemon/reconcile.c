@@ -51,7 +51,7 @@ static void park(struct daemon *d, struct rcmds *c, struct held_job *hj, const c
     snprintf(zset, sizeof(zset), "%s:reconcile", d->cfg->key_prefix);
     rcmds_cmd(c, "ZADD");
     rcmds_arg(c, zset);
-    rcmds_argf(c, "%lld", (long long)(now_ms() + delay_ms));
+    rcmds_argf(c, "%lld", (long long)now_ms() + (long long)delay_ms);
     rcmds_arg(c, hj->job->id);
 }
 
