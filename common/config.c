@@ -428,7 +428,7 @@ static bool finish_server(struct loader *ld, struct server_draft *d)
         fail(ld, "server %s: set token_file (a file of mode 0600 holding the API token) or token_env", s->name);
         return false;
     }
-    snprintf(what, sizeof(what), "server %s: token_file", s->name);
+    snprintf(what, sizeof(what), "server %s: %s", s->name, d->token_file ? "token_file" : "token_env");
     s->token = read_secret(ld, what, d->token_file, d->token_env);
     if (s->token == NULL)
         return false;

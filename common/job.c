@@ -359,6 +359,9 @@ static int certificate_param_index(const char *key)
 
     if (!str_has_prefix(key, "certificate-") || !isdigit((unsigned char)key[12]))
         return -1;
+    /* "certificate-01" would name the same certificate as "certificate-1", so only the plain form counts. */
+    if (key[12] == '0' && key[13] != '\0')
+        return -1;
     long n = strtol(key + 12, &end, 10);
     if (*end != '\0' || n < 0 || n >= JOB_MAX_CERTIFICATES)
         return -1;
@@ -389,6 +392,14 @@ static void parse_certificates(struct parse_ctx *pc, struct job *job, yajl_val r
             }
         } else
             parse_certificate(pc, job, "certificate", single);
+    }
+
+    for (size_t i = 0; i < root->u.object.len && !pc->failed; i++) {
+        const char *key = root->u.object.keys[i];
+        char q[QUOTE_CHARS + 16];
+        if (str_has_prefix(key, "certificate-") && certificate_param_index(key) < 0)
+            fail(pc, "%s: invalid certificate parameter name; use certificate-N with N = 0, 1, 2 ... below %d",
+                 quote(q, sizeof(q), key), JOB_MAX_CERTIFICATES);
     }
 
     /* certificate-N parameters go in the order of N, as cPanel numbers them. */

@@ -39,8 +39,7 @@ struct job_limits {
 /*
  * Parses and validates one job payload.  On success returns the job; on failure
  * returns NULL and writes into err a message that names the field and value
- * (never the access token).  When the payload's id is invalid or absent,
- * *id_out receives the id if one could be read, else NULL.
+ * (never the access token).  A job without an id gets a generated UUID.
  */
 struct job *job_parse(const char *payload, size_t len, const struct job_limits *limits,
                       char *err, size_t err_len);

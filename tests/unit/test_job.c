@@ -273,6 +273,23 @@ static void test_job_certificate_numbered(void **state)
     job_free(job);
 }
 
+static void test_job_certificate_name_invalid(void **state)
+{
+    /* "certificate-01" would shadow "certificate-1", so it and other odd names are rejected, not dropped. */
+    static const char *const names[] = { "certificate-01", "certificate-x", "certificate-1000", "certificate-" };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct buf b;
+        buf_init(&b);
+        buf_printf(&b,
+                   "{\"server\":\"cp1\",\"provider\":\"cPStore\",\"access_token\":\"t\","
+                   "\"certificate-1\":{\"product_id\":1,\"price\":1,\"subject_names\":[[\"dNSName\",\"a.example.com\"]]},"
+                   "\"%s\":{\"product_id\":2,\"price\":1,\"subject_names\":[[\"dNSName\",\"b.example.com\"]]}}",
+                   names[i]);
+        assert_rejected(buf_steal(&b), names[i], "certificate-N");
+    }
+}
+
 static void test_job_certificate_forms_combined(void **state)
 {
     /* The job lists certificates first, then certificate, then certificate-N. */
@@ -902,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_job_certificate_string),
         cmocka_unit_test(test_job_certificate_array),
         cmocka_unit_test(test_job_certificate_numbered),
+        cmocka_unit_test(test_job_certificate_name_invalid),
         cmocka_unit_test(test_job_certificate_forms_combined),
         cmocka_unit_test(test_job_generated_id),
         cmocka_unit_test(test_job_null_id_generated),
