@@ -672,6 +672,15 @@ static void recover_run(struct redisq *rq)
     redisq_script(rq, SCRIPT_RECOVER, 0, c, recover_done, rq);
 }
 
+static void list_paused(const char *key, void *value, void *arg)
+{
+    const struct server_state *s = value;
+    struct buf *out = arg;
+
+    if (s->paused_until_ms > mono_ms())
+        buf_printf(out, "%s%s", out->len ? "," : "", s->name);
+}
+
 static void heartbeat_run(struct redisq *rq)
 {
     struct daemon *d = rq->d;
@@ -696,6 +705,12 @@ static void heartbeat_run(struct redisq *rq)
     rcmds_argf(c, "%zu", d->held_count);
     rcmds_arg(c, "requests_in_flight");
     rcmds_argf(c, "%d", d->in_flight);
+    rcmds_arg(c, "paused_servers");
+    struct buf paused;
+    buf_init(&paused);
+    hmap_each(&d->servers, list_paused, &paused);
+    rcmds_arg(c, paused.data ? paused.data : "");
+    buf_free(&paused);
     rcmds_cmd(c, "PEXPIRE");
     rcmds_arg(c, key);
     rcmds_argf(c, "%d", d->cfg->heartbeat_ttl_s * 1000);

@@ -147,14 +147,21 @@ static void add_dead(struct daemon *d, struct rcmds *c, const char *id, const ch
     char *entry = json_gen_finish(gen);
     free(redacted);
 
+    /* The list is capped at dead_max; what the trim drops is counted, so no failure vanishes unseen. */
     snprintf(key, sizeof(key), "%s:dead", d->cfg->key_prefix);
-    rcmds_cmd(c, "LPUSH");
+    rcmds_cmd(c, "EVAL");
+    rcmds_arg(c, "local n = redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+                 "local max = tonumber(ARGV[2])\n"
+                 "if n > max then\n"
+                 "  redis.call('LTRIM', KEYS[1], 0, max - 1)\n"
+                 "  redis.call('HINCRBY', KEYS[2], 'dead_dropped', n - max)\n"
+                 "end\n"
+                 "return n");
+    rcmds_arg(c, "2");
     rcmds_arg(c, key);
+    rcmds_argf(c, "%s:stats", d->cfg->key_prefix);
     rcmds_arg(c, entry);
-    rcmds_cmd(c, "LTRIM");
-    rcmds_arg(c, key);
-    rcmds_arg(c, "0");
-    rcmds_argf(c, "%d", d->cfg->dead_max - 1);
+    rcmds_argf(c, "%d", d->cfg->dead_max);
     free(entry);
 }
 

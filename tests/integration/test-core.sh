@@ -137,6 +137,9 @@ test_auth_rejected() {
     check_eq "kind" auth "$(job_field a1 error_kind)"
     check_contains "log" "server paused" "$(cat "$T_DIR/certqd.log")"
     check_not_contains "log" wrongtoken "$(cat "$T_DIR/certqd.log")"
+    local instance
+    instance=$(rcli SMEMBERS certq:instances | head -1)
+    wait_eq 15 cp1 rraw HGET "certq:instance:$instance" paused_servers || fail "paused server not in the instance hash"
 }
 
 test_retry_after_503_then_success() {
@@ -282,6 +285,15 @@ test_invalid_jobs_go_to_dead_letters() {
     push "$(make_job after)"
     wait_final 10 after
     check_eq "daemon carries on" succeeded "$(job_state after)"
+}
+
+test_dead_letter_list_capped() {
+    write_config "dead_max = 3"
+    push 'bad 1' 'bad 2' 'bad 3' 'bad 4' 'bad 5'
+    start_certqd
+    wait_eq 10 2 rcli HGET certq:stats dead_dropped || fail "dropped entries not counted: $(rcli HGET certq:stats dead_dropped)"
+    check_eq "list capped" 3 "$(rcli LLEN certq:dead)"
+    check_eq "newest kept" "bad 5" "$(rraw LINDEX certq:dead 0 | jq -r .payload)"
 }
 
 test_dead_instance_jobs_recovered() {
