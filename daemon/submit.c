@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,13 @@ static int on_seek(void *userdata, curl_off_t offset, int origin)
     if (origin == SEEK_SET && offset == 0 && t->body_sent == 0)
         return CURL_SEEKFUNC_OK;
     return CURL_SEEKFUNC_FAIL;
+}
+
+/* Lets OpenSSL free a connection's buffers while it waits, which is most of a slow request's life. */
+static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *userdata)
+{
+    SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    return CURLE_OK;
 }
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -279,6 +287,7 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_USERAGENT, "certqd/" CERTQD_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, sub->share);
+    curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     /* Answers are small; a smaller receive buffer saves memory when thousands of requests wait. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
     if (server->ca_file)
