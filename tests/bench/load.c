@@ -459,7 +459,7 @@ static int cmd_drain(const struct options *o)
                 peak_running = running;
         }
         if (metrics && sample_fetch(metrics, &body)) {
-            long in_flight = metric_value(body.data, "certqd_requests_in_flight_total");
+            long in_flight = metric_value(body.data, "certqd_requests_running");
             if (in_flight > peak_metric)
                 peak_metric = in_flight;
         }
@@ -695,7 +695,7 @@ static void usage(FILE *out)
             "  --pid ROLE=PID     drain, steady: report the CPU of PID under ROLE (certqd, redis, mock); repeatable\n"
             "  --fds              drain: sample certqd's open descriptors\n"
             "  --mock URL         mocktime: the mock; drain: sample its running_calls; repeatable\n"
-            "  --metrics URL      drain: sample certqd_requests_in_flight_total from certqd's /metrics\n"
+            "  --metrics URL      drain: sample certqd_requests_running from certqd's /metrics\n"
             "  --cacert FILE      CA certificate of the mock\n"
             "  --token TOKEN      mocktime: the mock's WHM token for root\n"
             "  --user NAME        mocktime: the account to order for\n"

@@ -250,7 +250,7 @@ scenario_2() {
     done
 }
 
-# Requests in flight are sampled twice: certqd's certqd_requests_in_flight_total
+# Requests in flight are sampled twice: certqd's certqd_requests_running
 # gauge on /metrics, and running_calls summed over the mocks.
 scenario_3() {
     local mocks=() url metrics_port
