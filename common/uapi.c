@@ -177,7 +177,7 @@ void uapi_parse_order(const char *body, size_t len, bool whm, size_t expected, s
     if (root == NULL) {
         struct buf b;
         buf_init(&b);
-        buf_printf(&b, "cPanel's answer is not valid JSON: %s", err);
+        buf_printf(&b, "cPanel's response is not valid JSON: %s", err);
         res->outcome = UAPI_UNREADABLE;
         res->error_text = buf_steal(&b);
         goto done;
@@ -193,8 +193,8 @@ void uapi_parse_order(const char *body, size_t len, bool whm, size_t expected, s
     int status = env ? envelope_status(env) : -1;
     if (status < 0) {
         res->outcome = UAPI_UNREADABLE;
-        res->error_text = xstrdup(whm ? "cPanel's answer has no result object with a status"
-                                      : "cPanel's answer has no status field");
+        res->error_text = xstrdup(whm ? "cPanel's response has no result object with a status"
+                                      : "cPanel's response has no status field");
         goto done;
     }
     res->errors_json = string_array_json(json_get(env, "errors"));
@@ -304,7 +304,7 @@ void uapi_parse_pending(const char *body, size_t len, bool whm, struct uapi_pend
     int status = env ? envelope_status(env) : -1;
     if (status != 1) {
         list->error_text = env ? join_strings(json_get(env, "errors"))
-                               : xstrdup("cPanel's answer is not a UAPI envelope");
+                               : xstrdup("cPanel's response is not a UAPI envelope");
         goto done;
     }
     yajl_val data = json_get(env, "data");

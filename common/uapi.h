@@ -49,7 +49,7 @@ struct uapi_order_result {
 };
 
 /*
- * Parses a request_ssl_certificates answer.  whm selects the nested envelope;
+ * Parses a request_ssl_certificates response.  whm selects the nested envelope;
  * expected is the number of certificates requested.  Always fills res.
  */
 void uapi_parse_order(const char *body, size_t len, bool whm, size_t expected, struct uapi_order_result *res);
@@ -72,7 +72,7 @@ struct uapi_pending_list {
     size_t count;
 };
 
-/* Parses a get_pending_ssl_certificates answer in either envelope. */
+/* Parses a get_pending_ssl_certificates response in either envelope. */
 void uapi_parse_pending(const char *body, size_t len, bool whm, struct uapi_pending_list *list);
 void uapi_pending_list_free(struct uapi_pending_list *list);
 

@@ -1,4 +1,4 @@
-/* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each answer means. */
+/* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each response means. */
 #include "daemon/batch.h"
 
 #include <curl/curl.h>
@@ -376,7 +376,7 @@ static void log_batch_ids(struct buf *out, const struct job_list *jobs)
 }
 
 /*
- * Releases the account lease as soon as the answer is in: the request is over,
+ * Releases the account lease as soon as the response is in: the request is over,
  * and the account's next request (queued right after) must not find it taken.
  */
 static void release_lease(struct daemon *d, const struct batch *b)
@@ -593,7 +593,7 @@ static void server_record_failure(struct daemon *d, struct server_state *s, cons
 static void server_record_success(struct server_state *s)
 {
     if (s->paused_until_ms)
-        log_info("server answering again: server=%s", s->name);
+        log_info("server responding again: server=%s", s->name);
     s->consecutive_failures = 0;
     s->paused_until_ms = 0;
     free(s->pause_reason);
@@ -684,11 +684,11 @@ static enum verdict classify(struct batch *b, const struct transfer_result *tr, 
             buf_printf(error, "the request never reached cPanel: %s", tr->curl_error);
             return V_RETRY;
         }
-        buf_printf(error, "no answer from cPanel after the request was sent: %s", tr->curl_error);
+        buf_printf(error, "no response from cPanel after the request was sent: %s", tr->curl_error);
         return V_AMBIGUOUS;
     }
     if (tr->truncated) {
-        buf_printf(error, "cPanel's answer passed max_response_bytes (%d) and was cut off", b->d->cfg->max_response_bytes);
+        buf_printf(error, "cPanel's response passed max_response_bytes (%d) and was cut off", b->d->cfg->max_response_bytes);
         return V_AMBIGUOUS;
     }
     if (tr->http_status == 401 || tr->http_status == 403) {
@@ -748,7 +748,7 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     buf_init(&error);
     enum verdict v = classify(b, tr, &res, &error, &error_kind);
 
-    log_info("batch answered: batch=%s server=%s user=%s http_status=%ld duration_ms=%lld outcome=%s%s%.300s%s", b->id,
+    log_info("batch finished: batch=%s server=%s user=%s http_status=%ld duration_ms=%lld outcome=%s%s%.300s%s", b->id,
              b->server_cfg.name, b->group->user, tr->http_status, (long long)tr->duration_ms, kind_of_verdict(v),
              error.len ? " error=\"" : "", error.len ? error.data : "", error.len ? "\"" : "");
 

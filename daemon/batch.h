@@ -1,4 +1,4 @@
-/* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each answer means. */
+/* Batching jobs into requests: groups of compatible jobs, the in-flight limits, and what each response means. */
 #ifndef CERTQD_BATCH_H
 #define CERTQD_BATCH_H
 
@@ -12,7 +12,7 @@ struct batch;
 
 /* Adds an accepted job to its group and sends what is ready. */
 void batch_add_job(struct daemon *d, struct held_job *hj);
-/* Handles a job whose earlier request may have reached cPanel without an answer. */
+/* Handles a job whose earlier request may have reached cPanel without a response. */
 void batch_add_in_doubt(struct daemon *d, struct held_job *hj);
 /* Sends every waiting batch that now fits the limits. */
 void batch_dispatch(struct daemon *d);
@@ -21,13 +21,13 @@ void batch_config_changed(struct daemon *d);
 
 /* What the submitter learnt about a finished transfer. */
 struct transfer_result {
-    long http_status;          /* 0 when no HTTP answer came */
+    long http_status;          /* 0 when no HTTP response came */
     int curl_code;
     const char *curl_error;
     bool request_sent;         /* bytes of the request left this host */
     const char *body;
     size_t body_len;
-    bool truncated;            /* the answer passed max_response_bytes */
+    bool truncated;            /* the response passed max_response_bytes */
     int64_t retry_after_s;     /* -1 when absent */
     int64_t duration_ms;
 };

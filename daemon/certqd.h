@@ -21,7 +21,7 @@ struct batch;
 struct journal;
 struct metrics;
 
-/* A job taken from Redis and held in memory until its request has a final answer. */
+/* A job taken from Redis and held in memory until its request has a final response. */
 struct held_job {
     TAILQ_ENTRY(held_job) link;
     struct daemon *d;

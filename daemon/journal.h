@@ -1,6 +1,6 @@
 /*
  * The local journal: every Redis transaction that records an outcome is
- * appended and fsynced here before it is sent, so an answer cPanel gave
+ * appended and fsynced here before it is sent, so an response cPanel gave
  * survives a crash or a Redis outage.  On start, transactions without a
  * completion mark are sent again, and the file is compacted.
  */

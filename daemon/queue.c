@@ -84,7 +84,7 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
         redisReply *r = (reply->type == REDIS_REPLY_ARRAY && i < reply->elements) ? reply->element[i] : NULL;
 
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
-            /* The script always answers per job; anything else is a bug, so keep the job for recovery. */
+            /* The script always responses per job; anything else is a bug, so keep the job for recovery. */
             log_error("unexpected reply from the accept script: job=%s; the job stays held for recovery", hj->job->id);
             continue;
         }

@@ -1,5 +1,5 @@
 /*
- * Jobs whose request may have reached cPanel without an answer.  Before such a
+ * Jobs whose request may have reached cPanel without a response.  Before such a
  * job is sent again, certqd reads the account's pending certificates and adopts
  * an order that matches the job's products and names and was created after the
  * job's first attempt.  Only when the list shows no such order, and every
@@ -132,7 +132,7 @@ static void adopt(struct daemon *d, struct held_job *hj, const struct uapi_pendi
         .state = "succeeded",
         .order_id = order_id,
         .certificates_json = certs,
-        .messages_json = "[\"certqd adopted this order from the account's pending certificates after cPanel's answer was lost\"]",
+        .messages_json = "[\"certqd adopted this order from the account's pending certificates after cPanel's response was lost\"]",
     };
     log_info("job adopted from the pending list: job=%s order=%s server=%s user=%s", hj->job->id,
              order_id ? order_id : "-", hj->job->server, hj->job->user);
@@ -148,7 +148,7 @@ static void retry_read(struct daemon *d, struct held_job *hj, const char *why)
     if (hj->reconcile_reads + 1 >= RECONCILE_MAX_READS) {
         struct buf reason;
         buf_init(&reason);
-        buf_printf(&reason, "no answer came, and the pending list could not be read after %d tries (%s); check the "
+        buf_printf(&reason, "no response came, and the pending list could not be read after %d tries (%s); check the "
                             "account's orders and resolve the job by hand", RECONCILE_MAX_READS, why);
         hold_for_operator(d, hj, reason.data);
         buf_free(&reason);
@@ -192,7 +192,7 @@ static void decide(struct daemon *d, struct held_job *hj, const struct uapi_pend
         hold_for_operator(d, hj, "cPanel's pending list holds an order for some of the job's certificates but not all; "
                                  "check the account and resolve the job by hand");
     else if (!all_vhosts)
-        hold_for_operator(d, hj, "no answer came and the pending list cannot prove there is no order, because a "
+        hold_for_operator(d, hj, "no response came and the pending list cannot prove there is no order, because a "
                                  "certificate had no vhost_names; check the account's orders and resolve the job by hand");
     else if (hj->attempts >= d->cfg->max_attempts) {
         struct job_outcome o = { .state = "failed", .error = "no order found after the last attempt, which had no answer",
@@ -218,7 +218,7 @@ static void pending_done(void *arg, const struct transfer_result *tr)
     bool whm = ck->whm;
 
     free(ck);
-    log_debug("pending list answered: job=%s http_status=%ld duration_ms=%lld", hj->job->id, tr->http_status,
+    log_debug("pending list read: job=%s http_status=%ld duration_ms=%lld", hj->job->id, tr->http_status,
               (long long)tr->duration_ms);
     if (tr->http_status != 200) {
         snprintf(why, sizeof(why), "get_pending_ssl_certificates: %s (HTTP %ld)",
@@ -243,7 +243,7 @@ void reconcile_start(struct daemon *d, struct held_job *hj)
     struct buf body;
 
     if (d->cfg->ambiguous_policy == AMBIGUOUS_HOLD) {
-        hold_for_operator(d, hj, "a request for this job may have reached cPanel without an answer (ambiguous_policy = hold)");
+        hold_for_operator(d, hj, "a request for this job may have reached cPanel without a response (ambiguous_policy = hold)");
         return;
     }
     if (d->cfg->ambiguous_policy == AMBIGUOUS_RETRY) {
@@ -251,7 +251,7 @@ void reconcile_start(struct daemon *d, struct held_job *hj)
         return;
     }
     if (s == NULL) {
-        hold_for_operator(d, hj, "a request may have reached cPanel without an answer, and its server is no longer configured");
+        hold_for_operator(d, hj, "a request may have reached cPanel without a response, and its server is no longer configured");
         return;
     }
 

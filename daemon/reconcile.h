@@ -1,4 +1,4 @@
-/* Jobs whose request may have reached cPanel without an answer: checking the account's pending list before anything is sent again. */
+/* Jobs whose request may have reached cPanel without a response: checking the account's pending list before anything is sent again. */
 #ifndef CERTQD_RECONCILE_H
 #define CERTQD_RECONCILE_H
 

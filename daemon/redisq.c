@@ -2,7 +2,7 @@
  * certqd's Redis side.  One connection carries every command but the blocking
  * pop, which holds a connection of its own.  Writes go through an ordered queue
  * of operations that are sent again after a reconnect or an error reply, so an
- * answer cPanel gave is written even when Redis was away when it came.
+ * response cPanel gave is written even when Redis was away when it came.
  */
 #include "daemon/redisq.h"
 
@@ -783,7 +783,7 @@ static void figures_done(struct daemon *d, void *arg, redisReply *reply)
     d->figures.known = true;
 }
 
-/* Reads the queue depths once a second, only while Redis answers, so no backlog of polls builds up. */
+/* Reads the queue depths once a second, only while Redis responses, so no backlog of polls builds up. */
 static void figures_run(struct redisq *rq)
 {
     char key[256];

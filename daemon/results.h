@@ -28,9 +28,10 @@ void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, i
 void results_add_stat(struct daemon *d, struct rcmds *c, const char *counter, long long by);
 
 /*
- * Adds the held-entry deletions and counters of the jobs, appends c to the journal, then (after one fsync for all outcomes of this
- * loop turn) sends it as one transaction, and releases the jobs from memory
- * once Redis has confirmed it.  Takes ownership of c and of the jobs array.
+ * Adds the held-entry deletions and counters of the jobs and appends c to the
+ * journal.  Once the journal's worker thread has synced it, c goes to Redis as
+ * one transaction, and the jobs leave memory when Redis confirms it.  Takes
+ * ownership of c and of the jobs array.
  */
 void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, size_t count);
 

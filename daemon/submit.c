@@ -22,7 +22,7 @@
 struct submitter {
     struct daemon *d;
     CURLM *multi;
-    CURLSH *share;              /* TLS sessions and DNS answers, shared by all transfers */
+    CURLSH *share;              /* TLS sessions and DNS responses, shared by all transfers */
     struct event *timer;
     int running;
     TAILQ_HEAD(, transfer) transfers;
@@ -79,9 +79,9 @@ static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
 
 /*
  * libcurl sends a request again on a new connection when a reused one dies
- * before any answer, and to do so it rewinds the body.  cPanel may have placed
+ * before any response, and to do so it rewinds the body.  cPanel may have placed
  * the order already, so the rewind is refused: the transfer fails
- * (CURLE_SEND_FAIL_REWIND) and certqd treats it as an answer that never came.
+ * (CURLE_SEND_FAIL_REWIND) and certqd treats it as a response that never came.
  */
 static int on_seek(void *userdata, curl_off_t offset, int origin)
 {
@@ -288,7 +288,7 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, sub->share);
     curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-    /* Answers are small; a smaller receive buffer saves memory when thousands of requests wait. */
+    /* Responses are small; a smaller receive buffer saves memory when thousands of requests wait. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
     /* Bodies are a few kilobytes: the smallest upload buffer libcurl allows (16 KiB) is plenty. */
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);

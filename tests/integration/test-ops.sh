@@ -168,7 +168,7 @@ ambiguous_policy = hold"
     start_certqd
     wait_final 10 hang || return
     check_eq "state" unknown "$(job_state hang)"
-    check_contains "reason" "no answer" "$(job_field hang error)"
+    check_contains "reason" "no response" "$(job_field hang error)"
 }
 
 run_tests

@@ -49,7 +49,7 @@ test_journal_replayed_after_kill() {
     wait_eq 10 1 mock_request_count || fail "request never reached the mock"
     # Redis goes away while the request runs, so the answer can only reach the journal.
     stop_redis
-    wait_until 10 grep -q "batch answered" "$T_DIR/certqd.log" || fail "no answer"
+    wait_until 10 grep -q "batch finished" "$T_DIR/certqd.log" || fail "no answer"
     sleep 0.3
     kill -KILL "$CERTQD_PID"
     wait "$CERTQD_PID" 2>/dev/null
@@ -186,7 +186,7 @@ test_redis_restart_during_run() {
     mock_fault '{"kind":"latency","ms":50}'
     push_many rr 150
     start_certqd
-    wait_until 10 grep -q "batch answered" "$T_DIR/certqd.log"
+    wait_until 10 grep -q "batch finished" "$T_DIR/certqd.log"
     restart_redis
     wait_eq 40 150 count_final rr 150 || fail "only $(count_final rr 150) of 150 jobs final"
     check_eq "succeeded" 150 "$(count_state rr 150 succeeded)"
@@ -201,7 +201,7 @@ test_redis_paused_during_run() {
     mock_fault '{"kind":"latency","ms":50}'
     push_many rp 150
     start_certqd
-    wait_until 10 grep -q "batch answered" "$T_DIR/certqd.log"
+    wait_until 10 grep -q "batch finished" "$T_DIR/certqd.log"
     kill -STOP "$REDIS_PID"
     sleep 3
     kill -CONT "$REDIS_PID"

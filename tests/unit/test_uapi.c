@@ -283,7 +283,7 @@ static void test_uapi_order_invalid_json(void **state)
 
     parse_order("<html>502 Bad Gateway</html>", false, 1, &res);
     assert_int_equal(res.outcome, UAPI_UNREADABLE);
-    assert_true(str_has_prefix(res.error_text, "cPanel's answer is not valid JSON: "));
+    assert_true(str_has_prefix(res.error_text, "cPanel's response is not valid JSON: "));
     assert_string_equal(res.errors_json, "[]");
     assert_string_equal(res.messages_json, "[]");
     uapi_order_result_free(&res);
@@ -295,7 +295,7 @@ static void test_uapi_order_no_status(void **state)
 
     parse_order("{\"data\":{}}", false, 1, &res);
     assert_int_equal(res.outcome, UAPI_UNREADABLE);
-    assert_string_equal(res.error_text, "cPanel's answer has no status field");
+    assert_string_equal(res.error_text, "cPanel's response has no status field");
     uapi_order_result_free(&res);
 
     parse_order("{\"status\":\"yes\"}", false, 1, &res);
@@ -313,7 +313,7 @@ static void test_uapi_order_flat_on_whm(void **state)
 
     parse_order(SUCCESS_FLAT, true, 2, &res);
     assert_int_equal(res.outcome, UAPI_UNREADABLE);
-    assert_string_equal(res.error_text, "cPanel's answer has no result object with a status");
+    assert_string_equal(res.error_text, "cPanel's response has no result object with a status");
     assert_null(res.order_id);
     uapi_order_result_free(&res);
 }
@@ -431,7 +431,7 @@ static void test_uapi_pending_errors(void **state)
 
     uapi_parse_pending("not json", 8, false, &list);
     assert_false(list.ok);
-    assert_string_equal(list.error_text, "cPanel's answer is not a UAPI envelope");
+    assert_string_equal(list.error_text, "cPanel's response is not a UAPI envelope");
     assert_int_equal(list.count, 0);
     uapi_pending_list_free(&list);
 }
