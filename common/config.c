@@ -261,7 +261,7 @@ static void handle_server_option(struct loader *ld, const char *server, const ch
     } else if (!strcmp(name, "token"))
         fail(ld, "server %s: a token is not written into the config; use token_file (mode 0600) or token_env", server);
     else
-        fail(ld, "unknown option \"%s\" in [server %s]", name, server);
+        fail(ld, "unknown option \"%s\" in [server %s]; see certqd.conf(5) for the option names", name, server);
 }
 
 /* libinih as Debian builds it passes no line number, so messages name the section and option instead. */
@@ -296,7 +296,8 @@ static char *read_secret_file(struct loader *ld, const char *what, const char *p
     size_t len;
 
     if (stat(path, &st) != 0) {
-        fail(ld, "%s %s: %s", what, path, strerror(errno));
+        fail(ld, "%s %s: %s; create it (mode 0600, owned by certqd's user) or fix the path", what, path,
+             strerror(errno));
         return NULL;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
@@ -432,8 +433,14 @@ static bool finish_server(struct loader *ld, struct server_draft *d)
     s->token = read_secret(ld, what, d->token_file, d->token_env);
     if (s->token == NULL)
         return false;
+    if (s->token[0] == '\0') {
+        fail(ld, "server %s: the API token in %s is empty; write the token into it", s->name,
+             d->token_file ? d->token_file : d->token_env);
+        return false;
+    }
     if (!token_is_clean(s->token)) {
-        fail(ld, "server %s: the API token holds spaces or control characters; write only the token", s->name);
+        fail(ld, "server %s: the API token in %s contains spaces or control characters; write only the token",
+             s->name, d->token_file ? d->token_file : d->token_env);
         return false;
     }
     return true;
@@ -451,7 +458,8 @@ struct config *config_load(const char *path, char *err, size_t err_len)
     int rc = ini_parse(path, handle_line, &ld);
     if (rc < 0) {
         ld.line = 0;
-        fail(&ld, "cannot open: %s", strerror(errno));
+        fail(&ld, "cannot open: %s; give the config file with -c FILE (config/certqd.conf is an example)",
+             strerror(errno));
     } else if (rc > 0 && !ld.failed) {
         ld.line = rc;
         fail(&ld, "syntax error: expected [section] or name = value");

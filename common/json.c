@@ -1,6 +1,7 @@
 /* JSON helpers over yajl: safe parsing, writing tree nodes back out, and quoting values in messages. */
 #include "common/json.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +71,15 @@ yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
 
     /* A first pass checks the syntax, nesting and NUL bytes, and reports a position without quoting input. */
     st = yajl_parse(h, (const unsigned char *)text, len);
-    if (st == yajl_status_ok)
+    bool at_end = false;
+    if (st == yajl_status_ok) {
         st = yajl_complete_parse(h);
+        at_end = true;
+    }
     if (st != yajl_status_ok) {
         unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-        size_t at = yajl_get_bytes_consumed(h);
+        /* An error found by yajl_complete_parse lies at the end of the input, not at its few consumed bytes. */
+        size_t at = at_end ? len : yajl_get_bytes_consumed(h);
         /* yajl ends its message with a newline, which would cut off the offset below. */
         char *nl = strchr((char *)msg, '\n');
         if (nl)

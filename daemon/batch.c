@@ -59,6 +59,9 @@ static void refresh_server(const char *key, void *value, void *arg)
 
 void batch_config_changed(struct daemon *d)
 {
+    /* Every configured server gets its state now, so its metrics start at 0 rather than appear later. */
+    for (size_t i = 0; i < d->cfg->server_count; i++)
+        batch_server_state(d, d->cfg->servers[i].name);
     hmap_each(&d->servers, refresh_server, d->cfg);
 }
 
@@ -682,6 +685,8 @@ static enum verdict classify(struct batch *b, const struct transfer_result *tr, 
     if (tr->http_status == 0) {
         if (!tr->request_sent) {
             buf_printf(error, "the request never reached cPanel: %s", tr->curl_error);
+            if (tr->curl_code == CURLE_PEER_FAILED_VERIFICATION)
+                buf_printf(error, "; if server %s uses a self-signed certificate, set its ca_file", b->server_cfg.name);
             return V_RETRY;
         }
         buf_printf(error, "no response from cPanel after the request was sent: %s", tr->curl_error);
@@ -748,9 +753,12 @@ void batch_finish(struct batch *b, const struct transfer_result *tr)
     buf_init(&error);
     enum verdict v = classify(b, tr, &res, &error, &error_kind);
 
-    log_info("batch finished: batch=%s server=%s user=%s http_status=%ld duration_ms=%lld outcome=%s%s%.300s%s", b->id,
+    char quoted[340] = "";
+    if (error.len)
+        json_quote_for_message(quoted, sizeof(quoted), error.data, 300);
+    log_info("batch finished: batch=%s server=%s user=%s http_status=%ld duration_ms=%lld outcome=%s%s%s", b->id,
              b->server_cfg.name, b->group->user, tr->http_status, (long long)tr->duration_ms, kind_of_verdict(v),
-             error.len ? " error=\"" : "", error.len ? error.data : "", error.len ? "\"" : "");
+             error.len ? " error=" : "", quoted);
 
     metrics_observe_request(d, (double)tr->duration_ms / 1000.0, b->cert_count);
     if (v == V_SUCCESS)

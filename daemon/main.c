@@ -286,10 +286,15 @@ static int run(struct daemon *d)
     log_info("starting: version=%s instance=%s redis=%s key_prefix=%s servers=%zu ambiguous_policy=%s", CERTQD_VERSION,
              d->instance_id, d->cfg->redis_url, d->cfg->key_prefix, d->cfg->server_count,
              config_policy_name(d->cfg->ambiguous_policy));
-    for (size_t i = 0; i < d->cfg->server_count; i++)
+    for (size_t i = 0; i < d->cfg->server_count; i++) {
         if (!d->cfg->servers[i].tls_verify)
             log_warn("TLS verification is off for server %s (tls_verify = no): its certificate is not checked",
                      d->cfg->servers[i].name);
+        if (str_has_prefix(d->cfg->servers[i].url, "http://"))
+            log_warn("server %s uses plain http: its API token and jobs' access tokens cross the network "
+                     "unencrypted; use https://", d->cfg->servers[i].name);
+    }
+    batch_config_changed(d);
     redisq_start(d->rq);
     notify_send("READY=1");
 

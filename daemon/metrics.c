@@ -1,6 +1,7 @@
 /* The HTTP listener for operators: Prometheus /metrics, /healthz and /status, on libevent's HTTP server. */
 #include "daemon/metrics.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
 
@@ -287,12 +289,20 @@ struct metrics *metrics_start(struct daemon *d, const char *listen, char *err, s
     evhttp_set_cb(m->http, "/healthz", on_health, m);
     evhttp_set_cb(m->http, "/status", on_status, m);
     evhttp_set_gencb(m->http, on_other, m);
-    if (evhttp_bind_socket(m->http, host, (ev_uint16_t)port) != 0) {
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(m->http, host, (ev_uint16_t)port);
+    if (bound == NULL) {
         snprintf(err, err_len, "cannot listen on metrics_listen %s; is the port in use? set metrics_listen = to turn it off",
                  listen);
         goto fail;
     }
-    log_info("metrics listening: address=%s", listen);
+    /* With port 0 the kernel picks one, so the log names the port actually bound. */
+    struct sockaddr_storage addr;
+    socklen_t addr_len = sizeof(addr);
+    int bound_port = (int)port;
+    if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) == 0)
+        bound_port = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
+                                                : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    log_info("metrics listening: address=%s port=%d", host, bound_port);
     return m;
 
 fail:

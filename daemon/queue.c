@@ -25,8 +25,13 @@ static const char *check_against_config(struct daemon *d, const struct job *job,
     const struct server_config *s = config_find_server(d->cfg, job->server);
 
     if (s == NULL) {
-        snprintf(err, err_len, "server: \"%s\" is not a [server NAME] section of certqd's config; use one of the configured servers",
-                 job->server);
+        struct buf names;
+        buf_init(&names);
+        for (size_t i = 0; i < d->cfg->server_count && names.len < 200; i++)
+            buf_printf(&names, "%s%s", i ? ", " : "", d->cfg->servers[i].name);
+        snprintf(err, err_len, "server: \"%s\" is not a [server NAME] section of certqd's config; use one of: %s",
+                 job->server, names.data ? names.data : "");
+        buf_free(&names);
         return NULL;
     }
     if (s->auth == AUTH_WHM) {

@@ -158,8 +158,10 @@ static void retry_read(struct daemon *d, struct held_job *hj, const char *why)
     struct rcmds *c = rcmds_new();
     struct held_job **jobs = xcalloc(1, sizeof(*jobs));
 
-    log_warn("reading the pending list failed, will try again: job=%s server=%s error=\"%.300s\"", hj->job->id,
-             hj->job->server, why);
+    char quoted[340];
+    json_quote_for_message(quoted, sizeof(quoted), why, 300);
+    log_warn("reading the pending list failed, will try again: job=%s server=%s error=%s", hj->job->id,
+             hj->job->server, quoted);
     snprintf(key, sizeof(key), "%s:job:%s", d->cfg->key_prefix, hj->job->id);
     rcmds_cmd(c, "HINCRBY");
     rcmds_arg(c, key);

@@ -221,8 +221,11 @@ void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, c
              o->batch_id ? o->batch_id : "-", job->server, job->user ? job->user : "-", hj->attempts,
              o->order_id ? " order=" : "", o->order_id ? o->order_id : "", o->error_kind ? " error_kind=" : "",
              o->error_kind ? o->error_kind : "", "");
-    if (o->error)
-        log_info("job %s reason: job=%s error=\"%.300s\"", o->state, job->id, o->error);
+    if (o->error) {
+        char quoted[340];
+        json_quote_for_message(quoted, sizeof(quoted), o->error, 300);
+        log_info("job %s reason: job=%s error=%s", o->state, job->id, quoted);
+    }
 }
 
 void results_add_retry(struct daemon *d, struct rcmds *c, struct held_job *hj, int64_t due_ms, const char *error)
@@ -381,8 +384,9 @@ void results_dead_letter(struct daemon *d, struct held_job *hj, const char *erro
     struct job_outcome o = { .state = "failed", .error = error, .error_kind = "invalid_job" };
 
     job_peek(hj->payload, strlen(hj->payload), d->cfg->reply_prefix, &id, &reply_to);
-    log_warn("job invalid, moved to the dead-letter list: job=%s seq=%s error=\"%.300s\"", id ? id : "-", hj->seq,
-             error);
+    char quoted[340];
+    json_quote_for_message(quoted, sizeof(quoted), error, 300);
+    log_warn("job invalid, moved to the dead-letter list: job=%s seq=%s error=%s", id ? id : "-", hj->seq, quoted);
 
     add_dead(d, c, id, error, "invalid_job", hj->payload);
     char *doc = results_document(id, &o, 0);

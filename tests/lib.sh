@@ -99,10 +99,12 @@ wait_eq() {
 
 # ---- redis ----
 
+# free_port: a port below Linux's ephemeral range (32768 and up), so an outgoing
+# connection cannot be holding it between this check and the bind.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }

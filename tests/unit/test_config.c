@@ -258,7 +258,7 @@ static void test_config_token_spaces(void **state)
     snprintf(text, sizeof(text), "[server cp1]\nurl = https://cp1.example.com:2083\nuser = bob\ntoken_file = %s\n",
              spaced_token_path);
     assert_null(load_text(text, err, sizeof(err)));
-    assert_contains(err, "server cp1: the API token holds spaces or control characters");
+    assert_contains(err, "contains spaces or control characters");
     assert_no_token(err);
 }
 
