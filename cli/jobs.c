@@ -28,9 +28,9 @@ static redisReply *read_job(struct cli *cli, const char *id)
 
 static void report_not_found(const struct cli *cli, const char *id)
 {
-    cli_error("job %s not found: no key %s:job:%s; certqd has not taken it from the queue yet, or its result "
-              "expired after result_ttl_s, or the id or --prefix is wrong",
-              id, cli->settings.key_prefix, id);
+    cli_error("job %s not found: no key %s:job:%s; certqd has not taken it from the queue yet, it was invalid "
+              "(see 'certq dead show --id %s'), its result expired after result_ttl_s, or the id or --prefix is wrong",
+              id, cli->settings.key_prefix, id, id);
 }
 
 /* Prints each job's hash; returns EXIT_NOT_FOUND when any id has none, which is reported when report_missing. */
@@ -139,8 +139,10 @@ static bool poll_until_final(struct cli *cli, int count, char **ids, long long t
             continue;
         rconn_key(cli, key, "job:%s", ids[i]);
         redisReply *state = rconn_run(cli, "HGET", key, "state", (char *)NULL);
-        cli_error("wait: job %s is still %s after %.1f s; certqd may be stopped or busy: check 'certq stats'", ids[i],
-                  state->type == REDIS_REPLY_STRING ? state->str : "not taken from the queue", (double)timeout_ms / 1000.0);
+        cli_error("wait: job %s is still %s after %.1f s; certqd may be stopped or busy (check 'certq stats'), or the "
+                  "job was invalid (check 'certq dead show --id %s')", ids[i],
+                  state->type == REDIS_REPLY_STRING ? state->str : "not taken from the queue", (double)timeout_ms / 1000.0,
+                  ids[i]);
         freeReplyObject(state);
     }
     free(done);

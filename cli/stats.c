@@ -142,8 +142,8 @@ static long long hash_ms(const redisReply *hash, const char *field)
 static void print_instances(const struct snapshot *s)
 {
     static const char *const headers[] = { "INSTANCE", "HOST", "PID", "VERSION", "UPTIME", "HEARTBEAT AGE", "JOBS HELD",
-                                           "IN FLIGHT", NULL };
-    static const bool right[] = { false, false, true, false, true, true, true, true };
+                                           "IN FLIGHT", "PAUSED SERVERS", NULL };
+    static const bool right[] = { false, false, true, false, true, true, true, true, false };
     struct table t;
     size_t live = 0, stale = 0;
     long long now = now_ms();
@@ -159,9 +159,10 @@ static void print_instances(const struct snapshot *s)
         live++;
         out_duration(uptime, sizeof(uptime), now - hash_ms(h, "started_ms"));
         out_duration(age, sizeof(age), now - hash_ms(h, "heartbeat_ms"));
+        const char *paused = rconn_hash_get(h, "paused_servers");
         const char *cells[] = { s->instances[i].id, rconn_hash_get(h, "host"), rconn_hash_get(h, "pid"),
                                 rconn_hash_get(h, "version"), uptime, age, rconn_hash_get(h, "jobs_held"),
-                                rconn_hash_get(h, "requests_in_flight") };
+                                rconn_hash_get(h, "requests_in_flight"), paused && paused[0] ? paused : "-" };
         table_add(&t, cells);
     }
     printf("\nInstances: %zu live\n", live);
@@ -259,6 +260,7 @@ static void print_json(const struct snapshot *s, const struct snapshot *prev)
         json_gen_kv_int(gen, "heartbeat_age_ms", now - hash_ms(h, "heartbeat_ms"));
         json_gen_kv_int(gen, "jobs_held", hash_ms(h, "jobs_held"));
         json_gen_kv_int(gen, "requests_in_flight", hash_ms(h, "requests_in_flight"));
+        json_gen_kv_str(gen, "paused_servers", rconn_hash_get(h, "paused_servers"));
         yajl_gen_map_close(gen);
     }
     yajl_gen_array_close(gen);

@@ -87,8 +87,8 @@ static void flush_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
 
-    log_error("Redis did not take the last writes within %d s; exiting, and jobs still held in Redis will be "
-              "recovered by another instance or the next start: backlog=%zu",
+    log_error("Redis did not take the last writes within shutdown_timeout_s + %d s; exiting, and jobs still held in "
+              "Redis (and outcomes in the journal) will be recovered by another instance or the next start: backlog=%zu",
               FLUSH_GRACE_S, redisq_backlog(d->rq));
     loop_exit(d);
 }
