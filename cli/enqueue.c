@@ -186,7 +186,9 @@ static void print_ids(const struct cli *cli, const struct job_list *list)
 /* Writes a --domain certificate: subject_names from the comma-separated names, vhost_names from --vhost or the first name. */
 static void gen_domain_cert(yajl_gen gen, const struct domain_cert *d, const char *product, const char *price)
 {
-    assert(product != NULL && price != NULL); /* the option check requires --product and --price with --domain */
+    /* The option check requires --product and --price with --domain. */
+    assert(product != NULL);
+    assert(price != NULL);
     char *names = xstrdup(d->names);
     char *first = NULL, *save = NULL;
     bool numeric_product = strspn(product, "0123456789") == strlen(product);

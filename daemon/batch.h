@@ -19,7 +19,7 @@ void batch_dispatch(struct daemon *d);
 /* Points server states at the reloaded config. */
 void batch_config_changed(struct daemon *d);
 
-/* What the submitter learnt about a finished transfer. */
+/* The submitter's report of a finished transfer. */
 struct transfer_result {
     long http_status;          /* 0 when no HTTP response came */
     int curl_code;

@@ -126,7 +126,7 @@ struct daemon {
     struct submitter *sub;
     struct journal *journal;
 
-    struct hmap held;          /* seq -> held_job, every job this instance holds */
+    struct hmap held;          /* seq -> held_job, for every job in this instance's memory */
     size_t held_count;
     uint64_t next_seq;
 

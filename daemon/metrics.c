@@ -159,7 +159,12 @@ static void reply(struct evhttp_request *req, int code, const char *type, const 
 
     evbuffer_add(out, body, strlen(body));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-    evhttp_send_reply(req, code, code == 200 ? "OK" : code == 404 ? "Not Found" : "Service Unavailable", out);
+    const char *reason = "Service Unavailable";
+    if (code == 200)
+        reason = "OK";
+    else if (code == 404)
+        reason = "Not Found";
+    evhttp_send_reply(req, code, reason, out);
     evbuffer_free(out);
 }
 

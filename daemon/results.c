@@ -120,7 +120,7 @@ static void add_reply(struct daemon *d, struct rcmds *c, const char *reply_to, c
         rcmds_arg(c, reply_to);
         rcmds_argf(c, "%d", d->cfg->result_ttl_s);
     }
-    /* Publishing to a channel nobody listens to does nothing, so it is skipped; the count is read every second. */
+    /* Publishing to a channel without subscribers does nothing, so it is skipped. The subscriber count is read every second. */
     if (!d->figures.known || d->figures.event_subscribers > 0) {
         snprintf(key, sizeof(key), "%s:events", d->cfg->key_prefix);
         rcmds_cmd(c, "PUBLISH");

@@ -38,7 +38,7 @@ void results_commit(struct daemon *d, struct rcmds *c, struct held_job **jobs, s
 /* Syncs the journal and sends every outcome waiting for it, at once. */
 void results_flush(struct daemon *d);
 void results_shutdown(void);
-/* Sends again the outcomes the journal holds from an earlier run, and compacts it. */
+/* Sends again the outcomes the journal kept from an earlier run, and compacts it. */
 void results_replay_journal(struct daemon *d);
 
 /* Records an invalid payload in the dead-letter list, reports it, and releases hj. */

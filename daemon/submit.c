@@ -1,6 +1,6 @@
 /*
- * HTTPS requests to cPanel through libcurl's multi interface.  libcurl tells the
- * loop which sockets to watch and when to wake it; each event or timeout calls
+ * HTTPS requests to cPanel through libcurl's multi interface.  libcurl reports to
+ * the loop which sockets to watch and when to wake it; each event or timeout calls
  * curl_multi_socket_action, after which finished transfers are collected.
  */
 #include "daemon/submit.h"

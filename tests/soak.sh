@@ -2,7 +2,7 @@
 # make soak: a bounded run of a few minutes in which three certqd instances
 # share one queue while certqd is killed with SIGKILL at random, Redis is
 # restarted and paused, and the mock cPanel server drops connections after
-# ordering, times out and answers 503.  Prints a summary table and fails if
+# ordering, times out and responses 503.  Prints a summary table and fails if
 # a job was lost, left behind, or ordered twice.
 # Environment: SOAK_JOBS (default 3000), SOAK_SECONDS (default 240).
 BUILD=${1:-build}
@@ -72,7 +72,7 @@ batch_max_certificates = 5
 batch_wait_ms = 50
 redis_reply_timeout_ms = 1000
 log_level = info"
-# Every answer takes 100-300 ms, so the run lasts long enough for the faults to land.
+# Every response takes 100-300 ms, so the run lasts long enough for the faults to land.
 mock_fault '{"kind":"latency","ms":100,"jitter_ms":200}'
 
 echo "# soak: $JOBS jobs, three instances, at most $LIMIT s" >&2

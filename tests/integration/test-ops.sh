@@ -151,7 +151,7 @@ batch_wait_ms = 300"
     for i in $(seq 1 15); do jobs+=("$(make_job big$i)"); done
     push "${jobs[@]}"
     start_certqd
-    # The pending list is as long as the answer, so it is cut off too and the jobs wait for an operator.
+    # The pending list is as long as the response, so it is cut off too and the jobs wait for an operator.
     wait_final 30 big1 big15 || return
     check_contains "log" "max_response_bytes" "$(cat "$T_DIR/certqd.log")"
     check_eq "held for an operator" unknown "$(job_state big1)"

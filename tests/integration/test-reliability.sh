@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# certqd keeps every job and every answer through crashes, lost answers,
+# certqd keeps every job and every response through crashes, lost responses,
 # Redis outages and several instances, and never orders a certificate twice.
 . "$(dirname "$0")/../lib.sh"
 
@@ -47,7 +47,7 @@ test_journal_replayed_after_kill() {
     start_certqd
     push "$(make_job jr)"
     wait_eq 10 1 mock_request_count || fail "request never reached the mock"
-    # Redis goes away while the request runs, so the answer can only reach the journal.
+    # Redis goes away while the request runs, so the response can only reach the journal.
     stop_redis
     wait_until 10 grep -q "batch finished" "$T_DIR/certqd.log" || fail "no answer"
     sleep 0.3
@@ -80,7 +80,7 @@ test_lost_answer_adopted_from_pending_list() {
 }
 
 test_lost_answer_on_reused_connection_not_resent() {
-    # The first job leaves a keep-alive connection behind; the second's answer is lost on it.
+    # The first job leaves a keep-alive connection behind; the second's response is lost on it.
     push "$(make_job warm)"
     start_certqd
     wait_final 10 warm || return
