@@ -213,6 +213,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     struct config *old = d->cfg;
     d->cfg = next;
     batch_config_changed(d);
+    submit_config_changed(d->sub);
     log_set_level((enum log_level)next->log_level);
     config_free(old);
     log_info("reload done: servers=%zu", next->server_count);

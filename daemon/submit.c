@@ -2,12 +2,19 @@
  * HTTPS requests to cPanel through libcurl's multi interface.  libcurl reports to
  * the loop which sockets to watch and when to wake it; each event or timeout calls
  * curl_multi_socket_action, after which finished transfers are collected.
+ *
+ * Each server has a multi handle of its own.  Removing a finished transfer makes
+ * libcurl 7.88 search the multi handle's connection cache for the transfer's
+ * last connection, so with one cache for all servers each request cost more
+ * the more connections were open.
  */
 #include "daemon/submit.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +28,31 @@
 
 struct submitter {
     struct daemon *d;
-    CURLM *multi;
     CURLSH *share;              /* TLS sessions and DNS responses, shared by all transfers */
+    struct hmap pools;          /* server name -> struct pool */
+    struct hmap stores;         /* ca_file, or "" for the system's CAs -> X509_STORE */
+    TAILQ_HEAD(, transfer) transfers;
+};
+
+/* One server's multi handle: its connections, sockets and timer. */
+struct pool {
+    struct submitter *sub;
+    CURLM *multi;
     struct event *timer;
     int running;
-    TAILQ_HEAD(, transfer) transfers;
 };
 
 struct transfer {
     TAILQ_ENTRY(transfer) link;
     struct submitter *sub;
+    struct pool *pool;
     CURL *easy;
     struct curl_slist *headers;
+    X509_STORE *store;          /* the CAs that verify the server, one reference */
     char *body;
     size_t body_len;
-    size_t body_sent;
+    int prereq_calls;
+    bool resend_blocked;
     struct buf response;
     size_t max_response;
     bool truncated;
@@ -50,7 +67,7 @@ struct sock_watch {
     struct event *ev;
 };
 
-static void check_finished(struct submitter *sub);
+static void check_finished(struct pool *pool);
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -65,38 +82,85 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
+/*
+ * libcurl sends a request again on a new connection when a reused one dies
+ * before any response.  cPanel may have placed the order already, so once any
+ * byte of the request went out the second attempt is blocked: the transfer
+ * fails and certqd treats it as a response that never came.
+ */
+static int on_prereq(void *userdata, char *primary_ip, char *local_ip, int primary_port, int local_port)
 {
     struct transfer *t = userdata;
-    size_t n = size * nitems;
+    long sent = 0;
 
-    if (n > t->body_len - t->body_sent)
-        n = t->body_len - t->body_sent;
-    memcpy(buffer, t->body + t->body_sent, n);
-    t->body_sent += n;
-    return n;
+    if (t->prereq_calls++ == 0)
+        return CURL_PREREQFUNC_OK;
+    curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+    if (sent == 0)
+        return CURL_PREREQFUNC_OK;
+    t->resend_blocked = true;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 /*
- * libcurl sends a request again on a new connection when a reused one dies
- * before any response, and to do so it rewinds the body.  cPanel may have placed
- * the order already, so the rewind is refused: the transfer fails
- * (CURLE_SEND_FAIL_REWIND) and certqd treats it as a response that never came.
+ * Gives the connection the server's CAs, loaded once, instead of libcurl 7.88
+ * reading and parsing the CA file again for every new connection.  Also lets
+ * OpenSSL free a connection's buffers while it waits, which is most of a slow
+ * request's life.
  */
-static int on_seek(void *userdata, curl_off_t offset, int origin)
-{
-    struct transfer *t = userdata;
-
-    if (origin == SEEK_SET && offset == 0 && t->body_sent == 0)
-        return CURL_SEEKFUNC_OK;
-    return CURL_SEEKFUNC_FAIL;
-}
-
-/* Lets OpenSSL free a connection's buffers while it waits, which is most of a slow request's life. */
 static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *userdata)
 {
+    X509_STORE *store = userdata;
+
     SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (store)
+        SSL_CTX_set1_cert_store((SSL_CTX *)ssl_ctx, store);
     return CURLE_OK;
+}
+
+/*
+ * Returns the store of CAs for server (its ca_file, or the system's CAs), loaded
+ * on first use, or NULL with err set.  The caller takes no reference.
+ */
+static X509_STORE *ca_store(struct submitter *sub, const struct server_config *server, char *err, size_t err_len)
+{
+    const char *key = server->ca_file ? server->ca_file : "";
+    X509_STORE *store = hmap_get(&sub->stores, key);
+
+    if (store)
+        return store;
+    store = X509_STORE_new();
+    if (store == NULL) {
+        snprintf(err, err_len, "out of memory for CA certificates");
+        return NULL;
+    }
+    int ok = server->ca_file ? X509_STORE_load_file(store, server->ca_file) : X509_STORE_set_default_paths(store);
+    if (!ok) {
+        char reason[256];
+        ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
+        ERR_clear_error();
+        snprintf(err, err_len, "could not read CA certificates from ca_file %s of server %s: %s; check the file",
+                 server->ca_file ? server->ca_file : "(system)", server->name, reason);
+        X509_STORE_free(store);
+        return NULL;
+    }
+    /* As libcurl does: an intermediate CA in the file may serve as the trust anchor. */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    hmap_put(&sub->stores, key, store);
+    return store;
+}
+
+static void free_store(const char *key, void *value, void *arg)
+{
+    X509_STORE_free(value);
+}
+
+void submit_config_changed(struct submitter *sub)
+{
+    /* A reload may point at a renewed CA file; running transfers keep their own references. */
+    hmap_each(&sub->stores, free_store, NULL);
+    hmap_destroy(&sub->stores);
+    hmap_init(&sub->stores);
 }
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -123,72 +187,94 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
-    struct submitter *sub = arg;
+    struct pool *pool = arg;
     int action = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 
-    curl_multi_socket_action(sub->multi, fd, action, &sub->running);
-    check_finished(sub);
+    curl_multi_socket_action(pool->multi, fd, action, &pool->running);
+    check_finished(pool);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
-    struct submitter *sub = userp;
+    struct pool *pool = userp;
     struct sock_watch *w = socketp;
 
     if (what == CURL_POLL_REMOVE) {
         if (w) {
             event_free(w->ev);
             free(w);
-            curl_multi_assign(sub->multi, s, NULL);
+            curl_multi_assign(pool->multi, s, NULL);
         }
         return 0;
     }
     short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     if (w == NULL) {
         w = xcalloc(1, sizeof(*w));
-        curl_multi_assign(sub->multi, s, w);
+        curl_multi_assign(pool->multi, s, w);
     } else {
         event_free(w->ev);
     }
-    w->ev = event_new(sub->d->base, s, kind, on_socket_event, sub);
+    w->ev = event_new(pool->sub->d->base, s, kind, on_socket_event, pool);
     event_add(w->ev, NULL);
     return 0;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct submitter *sub = arg;
+    struct pool *pool = arg;
 
-    curl_multi_socket_action(sub->multi, CURL_SOCKET_TIMEOUT, 0, &sub->running);
-    check_finished(sub);
+    curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &pool->running);
+    check_finished(pool);
 }
 
 static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 {
-    struct submitter *sub = userp;
+    struct pool *pool = userp;
 
     if (timeout_ms < 0) {
-        evtimer_del(sub->timer);
+        evtimer_del(pool->timer);
         return 0;
     }
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    evtimer_add(sub->timer, &tv);
+    evtimer_add(pool->timer, &tv);
     return 0;
+}
+
+static struct pool *pool_for(struct submitter *sub, const struct server_config *server)
+{
+    struct pool *pool = hmap_get(&sub->pools, server->name);
+
+    if (pool == NULL) {
+        pool = xcalloc(1, sizeof(*pool));
+        pool->sub = sub;
+        pool->multi = curl_multi_init();
+        pool->timer = evtimer_new(sub->d->base, on_timer, pool);
+        curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
+        curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+        curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
+        hmap_put(&sub->pools, server->name, pool);
+    }
+    /* Keep as many idle connections as the server may have requests at once. */
+    curl_multi_setopt(pool->multi, CURLMOPT_MAXCONNECTS, (long)server->max_in_flight);
+    return pool;
 }
 
 static void transfer_free(struct transfer *t)
 {
-    curl_easy_cleanup(t->easy);
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);
+    X509_STORE_free(t->store);
     if (t->body) {
-        explicit_bzero(t->body, strlen(t->body));
+        explicit_bzero(t->body, t->body_len);
         free(t->body);
     }
     buf_free(&t->response);
     free(t);
 }
 
-static void transfer_complete(struct submitter *sub, struct transfer *t, CURLcode code)
+static void transfer_complete(struct transfer *t, CURLcode code)
 {
     struct transfer_result tr = { 0 };
     curl_off_t sent = 0;
@@ -201,9 +287,12 @@ static void transfer_complete(struct submitter *sub, struct transfer *t, CURLcod
 
     tr.curl_code = (int)code;
     tr.curl_error = t->error[0] ? t->error : curl_easy_strerror(code);
+    if (t->resend_blocked)
+        tr.curl_error = "the connection closed after the request was sent; libcurl's own resend on a new connection "
+                        "was blocked, because cPanel may have placed the order";
     tr.http_status = code == CURLE_OK || t->truncated ? status : 0;
     /* Once any byte of the request left, cPanel may have acted on it. */
-    tr.request_sent = header_bytes > 0 || sent > 0;
+    tr.request_sent = header_bytes > 0 || sent > 0 || t->resend_blocked;
     tr.body = t->response.data ? t->response.data : "";
     tr.body_len = t->response.len;
     tr.truncated = t->truncated;
@@ -212,24 +301,33 @@ static void transfer_complete(struct submitter *sub, struct transfer *t, CURLcod
     if (t->truncated && tr.http_status == 0)
         tr.http_status = 200;
 
-    curl_multi_remove_handle(sub->multi, t->easy);
-    TAILQ_REMOVE(&sub->transfers, t, link);
+    curl_multi_remove_handle(t->pool->multi, t->easy);
+    TAILQ_REMOVE(&t->sub->transfers, t, link);
     t->done(t->arg, &tr);
     transfer_free(t);
 }
 
-static void check_finished(struct submitter *sub)
+static void check_finished(struct pool *pool)
 {
     CURLMsg *msg;
     int left;
 
-    while ((msg = curl_multi_info_read(sub->multi, &left)) != NULL) {
+    while ((msg = curl_multi_info_read(pool->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         struct transfer *t;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        transfer_complete(sub, t, msg->data.result);
+        transfer_complete(t, msg->data.result);
     }
+}
+
+/* Reports a transfer that could not start; nothing was sent. */
+static void transfer_fail_unsent(struct transfer *t, int code, const char *error)
+{
+    struct transfer_result tr = { .curl_code = code, .curl_error = error, .body = "" };
+
+    t->done(t->arg, &tr);
+    transfer_free(t);
 }
 
 void submit_request(struct submitter *sub, const struct server_config *server, const char *path, const char *body,
@@ -238,15 +336,28 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     struct transfer *t = xcalloc(1, sizeof(*t));
     struct config *cfg = sub->d->cfg;
     struct buf url, auth;
+    char err[512];
 
     t->sub = sub;
     t->done = done;
     t->arg = arg;
     t->retry_after_s = -1;
     t->max_response = (size_t)cfg->max_response_bytes;
+    t->body_len = strlen(body);
     t->body = xstrdup(body);
     t->started_ms = mono_ms();
     buf_init(&t->response);
+
+    if (server->tls_verify) {
+        X509_STORE *store = ca_store(sub, server, err, sizeof(err));
+        if (store == NULL) {
+            log_error("could not start a request: server=%s error=\"%s\"", server->name, err);
+            transfer_fail_unsent(t, CURLE_SSL_CACERT_BADFILE, err);
+            return;
+        }
+        X509_STORE_up_ref(store);
+        t->store = store;
+    }
 
     buf_init(&url);
     buf_printf(&url, "%s%s", server->url, path);
@@ -263,14 +374,11 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_URL, url.data);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    /* The body comes from a read callback, never POSTFIELDS, so that libcurl cannot resend it by itself. */
-    t->body_len = strlen(t->body);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    /* A body under 64 KiB leaves with the headers in one write; on_prereq stops libcurl from sending it twice. */
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body_len);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(e, CURLOPT_READDATA, t);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -284,19 +392,22 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, server->tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, server->tls_verify ? 2L : 0L);
+    /* The CAs come from on_ssl_ctx; libcurl itself loads none. */
+    curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+    curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "certqd/" CERTQD_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, sub->share);
     curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-    /* Responses are small; a smaller receive buffer saves memory when thousands of requests wait. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
-    /* Bodies are a few kilobytes: the smallest upload buffer libcurl allows (16 KiB) is plenty. */
+    curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->store);
+    /* Responses are small; a small receive buffer saves memory when thousands of requests wait. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    /* libcurl copies what it sends over TLS into this buffer; 16 KiB, the least it allows, instead of 64. */
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-    if (server->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, server->ca_file);
     buf_free(&url);
 
-    CURLMcode rc = curl_multi_add_handle(sub->multi, e);
+    t->pool = pool_for(sub, server);
+    CURLMcode rc = curl_multi_add_handle(t->pool->multi, e);
     if (rc == CURLM_OK) {
         TAILQ_INSERT_TAIL(&sub->transfers, t, link);
         /*
@@ -305,13 +416,11 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
          * timer of zero always gives it its first turn.
          */
         struct timeval now = { 0, 0 };
-        evtimer_add(sub->timer, &now);
+        evtimer_add(t->pool->timer, &now);
     }
     else {
-        struct transfer_result tr = { .curl_code = -1, .curl_error = curl_multi_strerror(rc), .body = "" };
         log_error("could not start a request: server=%s error=\"%s\"", server->name, curl_multi_strerror(rc));
-        t->done(t->arg, &tr);
-        transfer_free(t);
+        transfer_fail_unsent(t, -1, curl_multi_strerror(rc));
     }
 }
 
@@ -354,24 +463,14 @@ struct submitter *submit_new(struct daemon *d)
     struct submitter *sub = xcalloc(1, sizeof(*sub));
 
     sub->d = d;
-    sub->multi = curl_multi_init();
     TAILQ_INIT(&sub->transfers);
+    hmap_init(&sub->pools);
+    hmap_init(&sub->stores);
     /* Resuming TLS sessions spares a full handshake and certificate check for each new connection. */
     sub->share = curl_share_init();
     curl_share_setopt(sub->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(sub->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    sub->timer = evtimer_new(d->base, on_timer, sub);
-    curl_multi_setopt(sub->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(sub->multi, CURLMOPT_SOCKETDATA, sub);
-    curl_multi_setopt(sub->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(sub->multi, CURLMOPT_TIMERDATA, sub);
-    curl_multi_setopt(sub->multi, CURLMOPT_MAXCONNECTS, (long)d->cfg->max_in_flight);
     return sub;
-}
-
-int submit_running(const struct submitter *sub)
-{
-    return sub->running;
 }
 
 void submit_abort_all(struct submitter *sub)
@@ -380,16 +479,27 @@ void submit_abort_all(struct submitter *sub)
 
     while ((t = TAILQ_FIRST(&sub->transfers)) != NULL) {
         snprintf(t->error, sizeof(t->error), "abandoned at shutdown after shutdown_timeout_s");
-        transfer_complete(sub, t, CURLE_OPERATION_TIMEDOUT); /* NOLINT(clang-analyzer-unix.Malloc): it takes t off the list before freeing it */
+        transfer_complete(t, CURLE_OPERATION_TIMEDOUT); /* NOLINT(clang-analyzer-unix.Malloc): it takes t off the list before freeing it */
     }
+}
+
+static void free_pool(const char *key, void *value, void *arg)
+{
+    struct pool *pool = value;
+
+    curl_multi_cleanup(pool->multi);
+    event_free(pool->timer);
+    free(pool);
 }
 
 void submit_free(struct submitter *sub)
 {
     if (sub == NULL)
         return;
-    curl_multi_cleanup(sub->multi);
+    hmap_each(&sub->pools, free_pool, NULL);
+    hmap_destroy(&sub->pools);
+    hmap_each(&sub->stores, free_store, NULL);
+    hmap_destroy(&sub->stores);
     curl_share_cleanup(sub->share);
-    event_free(sub->timer);
     free(sub);
 }

@@ -25,6 +25,7 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
 void submit_start(struct submitter *sub, struct batch *b);
 /* Ends every running transfer at once, each reported as cut off. */
 void submit_abort_all(struct submitter *sub);
-int submit_running(const struct submitter *sub);
+/* Forgets the loaded CA files after a reload, so a renewed file is read again. */
+void submit_config_changed(struct submitter *sub);
 
 #endif

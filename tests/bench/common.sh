@@ -65,12 +65,25 @@ rcli() {
     redis-cli --raw -p "$REDIS_PORT" "$@"
 }
 
+# A free port can be taken between the check and redis-server's bind, so a
+# failed start is tried again on another port.
 b_start_redis() {
-    REDIS_PORT=$(b_free_port)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$B_DIR" \
-        --logfile "$B_DIR/redis.log" --daemonize yes --pidfile "$B_DIR/redis.pid" >/dev/null
-    b_wait_for 100 rcli PING || { echo "bench: redis-server did not start; see $B_DIR/redis.log" >&2; exit 1; }
-    REDIS_PID=$(cat "$B_DIR/redis.pid")
+    local try
+    for try in 1 2 3 4 5; do
+        REDIS_PORT=$(b_free_port)
+        rm -f "$B_DIR/redis.pid"
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$B_DIR" \
+            --logfile "$B_DIR/redis.log" --daemonize yes --pidfile "$B_DIR/redis.pid" >/dev/null
+        if b_wait_for 100 rcli PING; then
+            REDIS_PID=$(cat "$B_DIR/redis.pid")
+            return 0
+        fi
+        echo "bench: redis-server did not start on port $REDIS_PORT (try $try of 5):" >&2
+        tail -n 3 "$B_DIR/redis.log" >&2
+        [ -f "$B_DIR/redis.pid" ] && kill "$(cat "$B_DIR/redis.pid")" 2>/dev/null
+    done
+    echo "bench: redis-server did not start; see $B_DIR/redis.log" >&2
+    exit 1
 }
 
 # Sum of the calls of every command Redis has run, scripts' own calls included.

@@ -11,7 +11,8 @@
 # BENCH_S4_JOBS (100000, 20000, 10000, 2000), BENCH_MOCK_LAYOUT (threads or
 # procs; measured when unset), BENCH_PROFILE=1 (add a perf profile),
 # BENCH_OUT (default BENCHMARKS.md at the top of the repository),
-# BENCH_KEEP=1 (keep logs and outputs in /tmp).
+# BENCH_KEEP=1 (keep logs and outputs in /tmp), BENCH_SCENARIOS (the
+# scenarios to run, default "1 2 3 4 5"; the others show n/a).
 set -u
 
 BUILD=${1:?usage: tests/bench/run.sh BUILD_DIR}
@@ -531,11 +532,12 @@ MOCK_CORES=2
 say "scenarios use $LAYOUT_TEXT"
 b_start_mocks "$LAYOUT"
 
-scenario_1
-scenario_2
-scenario_3
-scenario_4
-scenario_5
+for s in ${BENCH_SCENARIOS:-1 2 3 4 5}; do
+    case "$s" in
+    [1-5]) "scenario_$s" ;;
+    *) echo "bench: BENCH_SCENARIOS: \"$s\" is not a scenario; use numbers 1 to 5" >&2; exit 1 ;;
+    esac
+done
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
     say "profile: tests/bench/profile.sh"

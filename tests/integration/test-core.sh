@@ -225,6 +225,18 @@ test_tls_rejected_without_ca_file() {
     check_eq "mock saw nothing" 0 "$(mock_requests | jq length)"
 }
 
+test_unreadable_ca_file_named_in_error() {
+    write_config "max_attempts = 1"
+    printf 'not a certificate\n' >"$T_DIR/bad-ca.pem"
+    sed -i "0,/^ca_file = .*/s||ca_file = $T_DIR/bad-ca.pem|" "$T_DIR/certqd.conf"
+    push "$(make_job badca)"
+    start_certqd
+    wait_final 10 badca || return
+    check_eq "state" failed "$(job_state badca)"
+    check_contains "error names the file" "ca_file $T_DIR/bad-ca.pem" "$(job_field badca error)"
+    check_eq "mock saw nothing" 0 "$(mock_requests | jq length)"
+}
+
 test_duplicate_id_not_submitted_again() {
     start_certqd
     push "$(make_job d1 cp1 d1.example.com '.reply_to = "certq:reply:d"')"
