@@ -31,6 +31,8 @@ void buf_reset(struct buf *b);
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends n in decimal, without printf's cost on hot paths. */
+void buf_put_uint(struct buf *b, unsigned long long n);
 /* Detaches the buffer's string; the caller owns it and the buffer is empty again. */
 char *buf_steal(struct buf *b);
 

@@ -385,16 +385,21 @@ static void append_transaction(struct buf *out, uint64_t id, const struct rcmds 
 {
     size_t n = rcmds_count(c);
 
-    buf_printf(out, "C %llu %zu\n", (unsigned long long)id, n);
+    buf_append(out, "C ", 2);
+    buf_put_uint(out, id);
+    buf_append(out, " ", 1);
+    buf_put_uint(out, n);
+    buf_append(out, "\n", 1);
     for (size_t i = 0; i < n; i++) {
-        int argc;
-        const char *const *argv;
-        const size_t *lens;
-        rcmds_get(c, i, &argc, &argv, &lens);
-        buf_printf(out, "%d\n", argc);
+        int argc = rcmds_argc(c, i);
+        buf_put_uint(out, (unsigned long long)argc);
+        buf_append(out, "\n", 1);
         for (int a = 0; a < argc; a++) {
-            buf_printf(out, "%zu\n", lens[a]);
-            buf_append(out, argv[a], lens[a]);
+            size_t len;
+            const char *arg = rcmds_argv(c, i, a, &len);
+            buf_put_uint(out, len);
+            buf_append(out, "\n", 1);
+            buf_append(out, arg, len);
             buf_append(out, "\n", 1);
         }
     }

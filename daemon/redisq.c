@@ -30,17 +30,32 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+/* Command i's arguments are args[first .. first + argc - 1] of its list. */
 struct rcmd {
+    size_t first;
     int argc;
-    int cap;
-    char **argv;
-    size_t *argvlen;
 };
 
+/* One argument: len bytes at mem + off, followed by a NUL. */
+struct rarg {
+    size_t off;
+    size_t len;
+};
+
+/*
+ * A list of commands whose arguments share one block of memory, so building a
+ * transaction of hundreds of arguments costs a few allocations, not one each.
+ */
 struct rcmds {
     struct rcmd *cmds;
     size_t count;
     size_t cap;
+    struct rarg *args;
+    size_t arg_count;
+    size_t arg_cap;
+    char *mem;
+    size_t mem_len;
+    size_t mem_cap;
 };
 
 struct rop {
@@ -119,13 +134,9 @@ void rcmds_free(struct rcmds *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < c->count; i++) {
-        for (int a = 0; a < c->cmds[i].argc; a++)
-            free(c->cmds[i].argv[a]);
-        free(c->cmds[i].argv);
-        free(c->cmds[i].argvlen);
-    }
     free(c->cmds);
+    free(c->args);
+    free(c->mem);
     free(c);
 }
 
@@ -135,24 +146,33 @@ void rcmds_cmd(struct rcmds *c, const char *name)
         c->cap = c->cap ? c->cap * 2 : 4;
         c->cmds = xrealloc(c->cmds, c->cap * sizeof(*c->cmds));
     }
-    memset(&c->cmds[c->count], 0, sizeof(c->cmds[0]));
+    c->cmds[c->count].first = c->arg_count;
+    c->cmds[c->count].argc = 0;
     c->count++;
     rcmds_arg(c, name);
 }
 
 void rcmds_argn(struct rcmds *c, const char *s, size_t len)
 {
-    struct rcmd *cmd = &c->cmds[c->count - 1];
-
-    /* Scripts take thousands of arguments, so the arrays grow geometrically. */
-    if (cmd->argc == cmd->cap) {
-        cmd->cap = cmd->cap ? cmd->cap * 2 : 8;
-        cmd->argv = xrealloc(cmd->argv, (size_t)cmd->cap * sizeof(char *));
-        cmd->argvlen = xrealloc(cmd->argvlen, (size_t)cmd->cap * sizeof(size_t));
+    if (c->arg_count == c->arg_cap) {
+        c->arg_cap = c->arg_cap ? c->arg_cap * 2 : 16;
+        c->args = xrealloc(c->args, c->arg_cap * sizeof(*c->args));
     }
-    cmd->argv[cmd->argc] = xstrndup(s, len);
-    cmd->argvlen[cmd->argc] = len;
-    cmd->argc++;
+    if (c->mem_len + len + 1 > c->mem_cap) {
+        size_t cap = c->mem_cap ? c->mem_cap * 2 : 512;
+        while (cap < c->mem_len + len + 1)
+            cap *= 2;
+        c->mem = xrealloc(c->mem, cap);
+        c->mem_cap = cap;
+    }
+    if (len)
+        memcpy(c->mem + c->mem_len, s, len);
+    c->mem[c->mem_len + len] = '\0';
+    c->args[c->arg_count].off = c->mem_len;
+    c->args[c->arg_count].len = len;
+    c->arg_count++;
+    c->mem_len += len + 1;
+    c->cmds[c->count - 1].argc++;
 }
 
 void rcmds_arg(struct rcmds *c, const char *s)
@@ -182,16 +202,69 @@ void rcmds_argf(struct rcmds *c, const char *fmt, ...)
     rcmds_argn(c, tmp, (size_t)n);
 }
 
+void rcmds_arg_int(struct rcmds *c, long long n)
+{
+    char digits[24];
+    size_t at = sizeof(digits);
+    unsigned long long magnitude = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+
+    do {
+        digits[--at] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (n < 0)
+        digits[--at] = '-';
+    rcmds_argn(c, digits + at, sizeof(digits) - at);
+}
+
 size_t rcmds_count(const struct rcmds *c)
 {
     return c->count;
 }
 
-void rcmds_get(const struct rcmds *c, size_t i, int *argc, const char *const **argv, const size_t **lens)
+int rcmds_argc(const struct rcmds *c, size_t i)
 {
-    *argc = c->cmds[i].argc;
-    *argv = (const char *const *)c->cmds[i].argv;
-    *lens = c->cmds[i].argvlen;
+    return c->cmds[i].argc;
+}
+
+const char *rcmds_argv(const struct rcmds *c, size_t i, int a, size_t *len)
+{
+    const struct rarg *arg = &c->args[c->cmds[i].first + (size_t)a];
+
+    *len = arg->len;
+    return c->mem + arg->off;
+}
+
+/* Appends one argument in the Redis protocol: $len, CRLF, the bytes, CRLF. */
+static void resp_arg(struct buf *out, const char *s, size_t len)
+{
+    buf_append(out, "$", 1);
+    buf_put_uint(out, len);
+    buf_append(out, "\r\n", 2);
+    buf_append(out, s, len);
+    buf_append(out, "\r\n", 2);
+}
+
+static void resp_array(struct buf *out, size_t count)
+{
+    buf_append(out, "*", 1);
+    buf_put_uint(out, count);
+    buf_append(out, "\r\n", 2);
+}
+
+/* Appends the leading arguments, then command i of c from its argument skip on. */
+static void resp_command(struct buf *out, const struct rcmds *c, size_t i, int skip, const char *const *lead,
+                         int lead_count)
+{
+    const struct rcmd *cmd = &c->cmds[i];
+
+    resp_array(out, (size_t)(lead_count + cmd->argc - skip));
+    for (int a = 0; a < lead_count; a++)
+        resp_arg(out, lead[a], strlen(lead[a]));
+    for (int a = skip; a < cmd->argc; a++) {
+        const struct rarg *arg = &c->args[cmd->first + (size_t)a];
+        resp_arg(out, c->mem + arg->off, arg->len);
+    }
 }
 
 const char *redisq_key(const struct redisq *rq, char *out, size_t out_len, const char *suffix)
@@ -252,43 +325,47 @@ static void op_reply(redisAsyncContext *ac, void *r, void *privdata)
     op_free(op);
 }
 
-static void send_argv(struct conn *c, redisCallbackFn *fn, void *privdata, const struct rcmd *cmd)
+/* Hands the command at out->data + from to hiredis, which queues its callback and copies the bytes. */
+static void send_formatted(struct conn *c, redisCallbackFn *fn, void *privdata, const struct buf *out, size_t from)
 {
-    redisAsyncCommandArgv(c->ac, fn, privdata, cmd->argc, (const char **)cmd->argv, cmd->argvlen);
+    redisAsyncFormattedCommand(c->ac, fn, privdata, out->data + from, out->len - from);
 }
 
 static void op_send(struct redisq *rq, struct rop *op)
 {
     struct conn *c = &rq->cmd;
+    struct buf out;
 
+    buf_init(&out);
     if (op->script >= 0) {
-        const struct rcmd *args = &op->cmds->cmds[0];
-        int argc = args->argc + 2;
-        const char **argv = xcalloc((size_t)argc, sizeof(char *));
-        size_t *lens = xcalloc((size_t)argc, sizeof(size_t));
         char nkeys[16];
-
         snprintf(nkeys, sizeof(nkeys), "%d", op->key_count);
-        argv[0] = op->use_eval ? "EVAL" : "EVALSHA";
-        argv[1] = op->use_eval ? script_text[op->script] : rq->sha[op->script];
-        argv[2] = nkeys;
-        lens[0] = strlen(argv[0]);
-        lens[1] = strlen(argv[1]);
-        lens[2] = strlen(nkeys);
-        /* args->argv[0] is the placeholder command name "ARGS". */
-        for (int i = 1; i < args->argc; i++) {
-            argv[i + 2] = args->argv[i];
-            lens[i + 2] = args->argvlen[i];
-        }
-        redisAsyncCommandArgv(c->ac, op_reply, op, argc, argv, lens);
-        free(argv);
-        free(lens);
+        const char *lead[3] = { op->use_eval ? "EVAL" : "EVALSHA",
+                                op->use_eval ? script_text[op->script] : rq->sha[op->script], nkeys };
+        /* Argument 0 of the script's command is the placeholder name "ARGS". */
+        resp_command(&out, op->cmds, 0, 1, lead, 3);
+        send_formatted(c, op_reply, op, &out, 0);
+    } else if (op->cmds->count == 1 && op->done == NULL) {
+        /* One command is atomic by itself; MULTI and EXEC would triple the commands Redis runs. */
+        resp_command(&out, op->cmds, 0, 0, NULL, 0);
+        send_formatted(c, op_reply, op, &out, 0);
     } else {
-        redisAsyncCommand(c->ac, NULL, NULL, "MULTI");
-        for (size_t i = 0; i < op->cmds->count; i++)
-            send_argv(c, NULL, NULL, &op->cmds->cmds[i]);
-        redisAsyncCommand(c->ac, op_reply, op, "EXEC");
+        size_t from = 0;
+
+        resp_array(&out, 1);
+        resp_arg(&out, "MULTI", 5);
+        send_formatted(c, NULL, NULL, &out, from);
+        for (size_t i = 0; i < op->cmds->count; i++) {
+            from = out.len;
+            resp_command(&out, op->cmds, i, 0, NULL, 0);
+            send_formatted(c, NULL, NULL, &out, from);
+        }
+        from = out.len;
+        resp_array(&out, 1);
+        resp_arg(&out, "EXEC", 4);
+        send_formatted(c, op_reply, op, &out, from);
     }
+    buf_free(&out);
     if (c->pending == 0)
         c->last_progress_ms = mono_ms();
     c->pending++;

@@ -37,14 +37,18 @@ void rcmds_cmd(struct rcmds *c, const char *name);
 void rcmds_arg(struct rcmds *c, const char *s);
 void rcmds_argn(struct rcmds *c, const char *s, size_t len);
 void rcmds_argf(struct rcmds *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rcmds_arg_int(struct rcmds *c, long long n);
 size_t rcmds_count(const struct rcmds *c);
-/* Reads command i of c, for the journal. */
-void rcmds_get(const struct rcmds *c, size_t i, int *argc, const char *const **argv, const size_t **lens);
+/* Returns the number of arguments of command i, its name included. */
+int rcmds_argc(const struct rcmds *c, size_t i);
+/* Returns argument a of command i (NUL-terminated) and its length. */
+const char *rcmds_argv(const struct rcmds *c, size_t i, int a, size_t *len);
 
 /*
  * Runs the commands in one transaction, taking ownership of c.  Operations run
  * in the order they were given and are sent again after a reconnect or an
- * error reply until Redis confirms them, so done runs exactly once.
+ * error reply until Redis confirms them, so done runs exactly once.  done
+ * receives EXEC's reply; a single command without done runs without MULTI.
  */
 void redisq_exec(struct redisq *rq, struct rcmds *c, redisq_done_fn done, void *arg);
 

@@ -13,19 +13,20 @@
 #include "daemon/journal.h"
 #include "daemon/redisq.h"
 
+/*
+ * Writes json, which certqd itself serialised, as the value of key without
+ * parsing it again: yajl_gen_number copies its argument unchanged, so it serves
+ * for any value.  NULL writes an empty array.
+ */
 static void gen_raw_json(yajl_gen gen, const char *key, const char *json)
 {
-    char err[64];
-    yajl_val v = json ? json_parse(json, strlen(json), err, sizeof(err)) : NULL;
-
     json_gen_str(gen, key);
-    if (v == NULL) {
+    if (json == NULL) {
         yajl_gen_array_open(gen);
         yajl_gen_array_close(gen);
         return;
     }
-    json_gen_node(gen, v);
-    yajl_tree_free(v);
+    yajl_gen_number(gen, json, strlen(json));
 }
 
 char *results_document(const char *id, const struct job_outcome *o, int attempts)
@@ -184,9 +185,9 @@ void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, c
     rcmds_arg(c, key);
     hset_pair(c, "state", o->state);
     rcmds_arg(c, "attempts");
-    rcmds_argf(c, "%d", hj->attempts);
+    rcmds_arg_int(c, hj->attempts);
     rcmds_arg(c, "updated_at_ms");
-    rcmds_argf(c, "%lld", (long long)now_ms());
+    rcmds_arg_int(c, now_ms());
     hset_pair(c, "batch_id", o->batch_id);
     hset_pair(c, "order_id", o->order_id);
     hset_pair(c, "checkout_url", o->checkout_url);
@@ -207,7 +208,7 @@ void results_add_final(struct daemon *d, struct rcmds *c, struct held_job *hj, c
     }
     rcmds_cmd(c, "EXPIRE");
     rcmds_arg(c, key);
-    rcmds_argf(c, "%d", d->cfg->result_ttl_s);
+    rcmds_arg_int(c, d->cfg->result_ttl_s);
 
     add_reply(d, c, job->reply_to, doc);
     if (!strcmp(o->state, "failed"))

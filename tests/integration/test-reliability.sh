@@ -165,6 +165,33 @@ test_two_instances_share_queue() {
     stop_certqd "$first"
 }
 
+# lease_member SCORE_OFFSET_MS MEMBER: puts another instance's lease on account alice of whm1.
+lease_member() {
+    rcli ZADD certq:lease:whm1:alice $(($(date +%s%3N) + $1)) "$2" >/dev/null
+}
+
+test_lease_held_elsewhere_waits() {
+    lease_member 60000 "other-instance|b1"
+    push "$(make_job lw whm1 lw.example.com '.user = "alice"')"
+    start_certqd
+    sleep 2
+    check_eq "nothing sent while the lease is held" 0 "$(mock_requests | jq length)"
+    check_eq "state" queued "$(job_state lw)"
+    rcli ZREM certq:lease:whm1:alice "other-instance|b1" >/dev/null
+    wait_final 15 lw || return
+    check_eq "state after the lease ended" succeeded "$(job_state lw)"
+    check_eq "lease released" 0 "$(rcli ZCARD certq:lease:whm1:alice)"
+}
+
+test_expired_lease_does_not_block() {
+    lease_member -5000 "dead-instance|b2"
+    push "$(make_job le whm1 le.example.com '.user = "alice"')"
+    start_certqd
+    wait_final 10 le || return
+    check_eq "state" succeeded "$(job_state le)"
+    check_eq "expired lease dropped" 0 "$(rcli ZCARD certq:lease:whm1:alice)"
+}
+
 test_instance_killed_mid_run() {
     write_config "batch_max_certificates = 5"
     mock_fault '{"kind":"latency","ms":100}'
