@@ -1,6 +1,7 @@
 /* JSON helpers over yajl: safe parsing, writing tree nodes back out, and quoting values in messages. */
 #include "common/json.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,100 +10,196 @@
 
 #define JSON_MAX_DEPTH 64
 
-struct scan_state {
-    int depth;
+/*
+ * The tree under construction.  Containers join their parent when they open,
+ * so on an error freeing the root frees everything built so far.
+ */
+struct builder {
+    int depth;                        /* containers open */
     bool nul_in_string;
+    yajl_val root;
+    yajl_val open[JSON_MAX_DEPTH];    /* the containers open, outermost first */
+    char *key[JSON_MAX_DEPTH];        /* an object's key waiting for its value */
 };
 
-static int depth_open(void *ctx)
+/* Grows an array of len elements so that one more fits: 4, then doubling at each power of two. */
+static void *grow(void *items, size_t len, size_t size)
 {
-    struct scan_state *d = ctx;
-
-    return ++d->depth <= JSON_MAX_DEPTH;
+    if (len == 0)
+        return xrealloc(items, 4 * size);
+    if (len >= 4 && (len & (len - 1)) == 0)
+        return xrealloc(items, 2 * len * size);
+    return items;
 }
 
-static int depth_open_map(void *ctx)
+static int attach(struct builder *b, yajl_val v)
 {
-    return depth_open(ctx);
-}
-
-static int depth_open_array(void *ctx)
-{
-    return depth_open(ctx);
-}
-
-static int depth_close(void *ctx)
-{
-    struct scan_state *d = ctx;
-
-    d->depth--;
+    if (b->depth == 0) {
+        b->root = v;
+        return 1;
+    }
+    yajl_val parent = b->open[b->depth - 1];
+    if (parent->type == yajl_t_array) {
+        parent->u.array.values = grow(parent->u.array.values, parent->u.array.len, sizeof(yajl_val));
+        parent->u.array.values[parent->u.array.len++] = v;
+        return 1;
+    }
+    size_t len = parent->u.object.len;
+    parent->u.object.keys = grow((void *)parent->u.object.keys, len, sizeof(char *));
+    parent->u.object.values = grow(parent->u.object.values, len, sizeof(yajl_val));
+    parent->u.object.keys[len] = b->key[b->depth - 1];
+    parent->u.object.values[len] = v;
+    parent->u.object.len++;
+    b->key[b->depth - 1] = NULL;
     return 1;
+}
+
+static yajl_val new_node(yajl_type type)
+{
+    yajl_val v = xcalloc(1, sizeof(*v));
+
+    v->type = type;
+    return v;
+}
+
+static int on_null(void *ctx)
+{
+    return attach(ctx, new_node(yajl_t_null));
+}
+
+static int on_boolean(void *ctx, int value)
+{
+    return attach(ctx, new_node(value ? yajl_t_true : yajl_t_false));
+}
+
+/* Keeps the number as written, and as integer and double where it converts exactly as yajl_tree does. */
+static int on_number(void *ctx, const char *s, size_t len)
+{
+    yajl_val v = new_node(yajl_t_number);
+    char *end;
+
+    v->u.number.r = xstrndup(s, len);
+    errno = 0;
+    v->u.number.i = strtoll(v->u.number.r, &end, 10);
+    if (errno == 0 && end == v->u.number.r + len)
+        v->u.number.flags |= YAJL_NUMBER_INT_VALID;
+    errno = 0;
+    v->u.number.d = strtod(v->u.number.r, &end);
+    if (errno == 0 && end == v->u.number.r + len)
+        v->u.number.flags |= YAJL_NUMBER_DOUBLE_VALID;
+    return attach(ctx, v);
 }
 
 /*
  * Rejects strings and keys that decode to a NUL byte ("\u0000"), because the tree
  * keeps C strings and would check and use "certq:reply:a\u0000x" as "certq:reply:a".
  */
-static int reject_nul(void *ctx, const unsigned char *s, size_t len)
+static bool has_nul(struct builder *b, const unsigned char *s, size_t len)
 {
-    struct scan_state *d = ctx;
-
     if (memchr(s, '\0', len) == NULL)
-        return 1;
-    d->nul_in_string = true;
-    return 0;
+        return false;
+    b->nul_in_string = true;
+    return true;
 }
 
-/* The first pass caps nesting, because yajl_tree and our writers recurse, and rejects NUL bytes in strings. */
-static const yajl_callbacks scan_callbacks = {
-    .yajl_string = reject_nul,
-    .yajl_map_key = reject_nul,
-    .yajl_start_map = depth_open_map,
-    .yajl_end_map = depth_close,
-    .yajl_start_array = depth_open_array,
-    .yajl_end_array = depth_close,
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    if (has_nul(ctx, s, len))
+        return 0;
+    yajl_val v = new_node(yajl_t_string);
+    v->u.string = xstrndup((const char *)s, len);
+    return attach(ctx, v);
+}
+
+static int on_key(void *ctx, const unsigned char *s, size_t len)
+{
+    struct builder *b = ctx;
+
+    if (has_nul(b, s, len))
+        return 0;
+    b->key[b->depth - 1] = xstrndup((const char *)s, len);
+    return 1;
+}
+
+/* Opens a container; nesting is capped because our writers recurse. */
+static int open_container(struct builder *b, yajl_type type)
+{
+    if (b->depth == JSON_MAX_DEPTH)
+        return 0;
+    yajl_val v = new_node(type);
+    attach(b, v);
+    b->key[b->depth] = NULL;
+    b->open[b->depth++] = v;
+    return 1;
+}
+
+static int on_start_map(void *ctx)
+{
+    return open_container(ctx, yajl_t_object);
+}
+
+static int on_start_array(void *ctx)
+{
+    return open_container(ctx, yajl_t_array);
+}
+
+static int on_end(void *ctx)
+{
+    struct builder *b = ctx;
+
+    b->depth--;
+    return 1;
+}
+
+static const yajl_callbacks build_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_map_key = on_key,
+    .yajl_start_map = on_start_map,
+    .yajl_end_map = on_end,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end,
 };
 
 yajl_val json_parse(const char *text, size_t len, char *err, size_t err_len)
 {
-    struct scan_state scan = { 0 };
-    yajl_handle h = yajl_alloc(&scan_callbacks, NULL, &scan);
+    struct builder b = { 0 };
+    yajl_handle h = yajl_alloc(&build_callbacks, NULL, &b);
     yajl_status st;
 
-    /* A first pass checks the syntax, nesting and NUL bytes, and reports a position without quoting input. */
+    /* One pass builds the tree and checks syntax, nesting and NUL bytes; errors give a position, never input. */
     st = yajl_parse(h, (const unsigned char *)text, len);
     bool at_end = false;
     if (st == yajl_status_ok) {
         st = yajl_complete_parse(h);
         at_end = true;
     }
-    if (st != yajl_status_ok) {
-        unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-        /* An error found by yajl_complete_parse lies at the end of the input, not at its few consumed bytes. */
-        size_t at = at_end ? len : yajl_get_bytes_consumed(h);
-        /* yajl ends its message with a newline, which would cut off the offset below. */
-        char *nl = strchr((char *)msg, '\n');
-        if (nl)
-            *nl = '\0';
-        if (st == yajl_status_client_canceled && scan.nul_in_string)
-            snprintf(err, err_len, "JSON string contains a NUL character (\\u0000) at byte %zu", at);
-        else if (st == yajl_status_client_canceled)
-            snprintf(err, err_len, "JSON nested deeper than %d levels at byte %zu", JSON_MAX_DEPTH, at);
-        else
-            snprintf(err, err_len, "%s at byte %zu", (const char *)msg, at);
-        yajl_free_error(h, msg);
+    if (st == yajl_status_ok) {
         yajl_free(h);
-        return NULL;
+        return b.root;
     }
-    yajl_free(h);
 
-    char *copy = xstrndup(text, len);
-    char tree_err[128];
-    yajl_val node = yajl_tree_parse(copy, tree_err, sizeof(tree_err));
-    free(copy);
-    if (node == NULL)
-        snprintf(err, err_len, "invalid JSON (a NUL byte or nesting deeper than yajl allows)");
-    return node;
+    unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+    /* An error found by yajl_complete_parse lies at the end of the input, not at its few consumed bytes. */
+    size_t at = at_end ? len : yajl_get_bytes_consumed(h);
+    /* yajl ends its message with a newline, which would cut off the offset below. */
+    char *nl = strchr((char *)msg, '\n');
+    if (nl)
+        *nl = '\0';
+    if (st == yajl_status_client_canceled && b.nul_in_string)
+        snprintf(err, err_len, "JSON string contains a NUL character (\\u0000) at byte %zu", at);
+    else if (st == yajl_status_client_canceled)
+        snprintf(err, err_len, "JSON nested deeper than %d levels at byte %zu", JSON_MAX_DEPTH, at);
+    else
+        snprintf(err, err_len, "%s at byte %zu", (const char *)msg, at);
+    yajl_free_error(h, msg);
+    yajl_free(h);
+    for (int i = 0; i < b.depth; i++)
+        free(b.key[i]);
+    yajl_tree_free(b.root);
+    return NULL;
 }
 
 void json_gen_str(yajl_gen gen, const char *s)

@@ -505,11 +505,13 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     d->in_flight++;
     d->stats.requests++;
 
-    buf_init(&ids);
-    log_batch_ids(&ids, &b->jobs);
-    log_info("batch sending: batch=%s server=%s user=%s jobs=%zu certificates=%zu attempt=%d job_ids=%s", b->id,
-             g->server, g->user, b->job_count, b->cert_count, TAILQ_FIRST(&b->jobs)->attempts, ids.data);
-    buf_free(&ids);
+    if (log_get_level() >= LOG_INFO) {
+        buf_init(&ids);
+        log_batch_ids(&ids, &b->jobs);
+        log_info("batch sending: batch=%s server=%s user=%s jobs=%zu certificates=%zu attempt=%d job_ids=%s", b->id,
+                 g->server, g->user, b->job_count, b->cert_count, TAILQ_FIRST(&b->jobs)->attempts, ids.data);
+        buf_free(&ids);
+    }
 
     b->phase = BATCH_MARKING;
     redisq_script(d->rq, SCRIPT_MARK, 0, c, mark_done, b);

@@ -24,6 +24,8 @@
 #include "daemon/scripts.h"
 
 #define CLAIM_MAX 1000
+/* Claims sent before the first returns, so Redis runs one while certqd parses the jobs of another. */
+#define CLAIMS_AT_ONCE 2
 #define BLOCK_TIMEOUT_S 1
 #define CONNECT_TIMEOUT_MS 5000
 #define TICK_MS 100
@@ -96,7 +98,8 @@ struct redisq {
     struct event *tick;
 
     bool taking;
-    bool claim_running;
+    int claims_running;
+    size_t claimed_ahead;   /* jobs the running claims may still bring */
     bool block_pending;
     bool due_running;
     bool recover_running;
@@ -588,16 +591,24 @@ static void take_reply_items(struct redisq *rq, redisReply *reply)
     free(payloads);
 }
 
+struct claim_ctx {
+    struct redisq *rq;
+    size_t max;
+};
+
 static void claim_done(struct daemon *d, void *arg, redisReply *reply)
 {
-    struct redisq *rq = arg;
+    struct claim_ctx *ctx = arg;
+    struct redisq *rq = ctx->rq;
     size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
 
-    rq->claim_running = false;
+    rq->claims_running--;
+    rq->claimed_ahead -= ctx->max;
+    free(ctx);
     take_reply_items(rq, reply);
     if (n > 0)
         claim_run(rq);
-    else
+    else if (rq->claims_running == 0)
         block_arm(rq);
 }
 
@@ -605,31 +616,37 @@ static size_t room(const struct redisq *rq)
 {
     const struct daemon *d = rq->d;
     size_t limit = (size_t)d->cfg->prefetch;
+    size_t held_or_coming = d->held_count + rq->claimed_ahead;
 
-    return d->held_count >= limit ? 0 : limit - d->held_count;
+    return held_or_coming >= limit ? 0 : limit - held_or_coming;
 }
 
 static void claim_run(struct redisq *rq)
 {
     char queue[256], taking[256], held[256], seq[256], suffix[200];
-    size_t max = room(rq);
+    size_t max;
 
-    if (!rq->taking || rq->claim_running || max == 0)
-        return;
-    if (max > CLAIM_MAX)
-        max = CLAIM_MAX;
+    while (rq->taking && rq->claims_running < CLAIMS_AT_ONCE && (max = room(rq)) > 0) {
+        if (max > CLAIM_MAX)
+            max = CLAIM_MAX;
 
-    struct rcmds *c = rcmds_new();
-    rcmds_cmd(c, "ARGS");
-    rcmds_arg(c, redisq_key(rq, queue, sizeof(queue), "queue"));
-    snprintf(suffix, sizeof(suffix), "taking:%s", rq->d->instance_id);
-    rcmds_arg(c, redisq_key(rq, taking, sizeof(taking), suffix));
-    snprintf(suffix, sizeof(suffix), "held:%s", rq->d->instance_id);
-    rcmds_arg(c, redisq_key(rq, held, sizeof(held), suffix));
-    rcmds_arg(c, redisq_key(rq, seq, sizeof(seq), "seq"));
-    rcmds_argf(c, "%zu", max);
-    rq->claim_running = true;
-    redisq_script(rq, SCRIPT_CLAIM, 4, c, claim_done, rq);
+        struct rcmds *c = rcmds_new();
+        rcmds_cmd(c, "ARGS");
+        rcmds_arg(c, redisq_key(rq, queue, sizeof(queue), "queue"));
+        snprintf(suffix, sizeof(suffix), "taking:%s", rq->d->instance_id);
+        rcmds_arg(c, redisq_key(rq, taking, sizeof(taking), suffix));
+        snprintf(suffix, sizeof(suffix), "held:%s", rq->d->instance_id);
+        rcmds_arg(c, redisq_key(rq, held, sizeof(held), suffix));
+        rcmds_arg(c, redisq_key(rq, seq, sizeof(seq), "seq"));
+        rcmds_arg_int(c, (long long)max);
+
+        struct claim_ctx *ctx = xcalloc(1, sizeof(*ctx));
+        ctx->rq = rq;
+        ctx->max = max;
+        rq->claims_running++;
+        rq->claimed_ahead += max;
+        redisq_script(rq, SCRIPT_CLAIM, 4, c, claim_done, ctx);
+    }
 }
 
 static void block_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -657,7 +674,7 @@ static void block_arm(struct redisq *rq)
 {
     char queue[256], taking[256], suffix[200], timeout[16];
 
-    if (!rq->taking || rq->block_pending || !rq->blk.ready || room(rq) == 0 || rq->claim_running)
+    if (!rq->taking || rq->block_pending || !rq->blk.ready || room(rq) == 0 || rq->claims_running > 0)
         return;
     snprintf(suffix, sizeof(suffix), "taking:%s", rq->d->instance_id);
     snprintf(timeout, sizeof(timeout), "%d", BLOCK_TIMEOUT_S);
@@ -672,7 +689,7 @@ static void block_arm(struct redisq *rq)
 
 void redisq_poke(struct redisq *rq)
 {
-    if (rq->claim_running)
+    if (rq->claims_running >= CLAIMS_AT_ONCE)
         return;
     if (rq->block_pending) {
         /* The blocking pop is waiting on an empty queue: new room changes nothing until it returns. */
@@ -913,7 +930,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         due_run(rq, "reconcile");
         rq->next_due_ms = now + 500;
     }
-    if (!rq->claim_running && !rq->block_pending)
+    if (!rq->block_pending)
         claim_run(rq);
 }
 
@@ -955,7 +972,7 @@ void redisq_start(struct redisq *rq)
 
 bool redisq_idle(const struct redisq *rq)
 {
-    return rq->op_count == 0 && !rq->block_pending && !rq->claim_running && !rq->due_running && !rq->recover_running;
+    return rq->op_count == 0 && !rq->block_pending && rq->claims_running == 0 && !rq->due_running && !rq->recover_running;
 }
 
 void redisq_free(struct redisq *rq)

@@ -34,12 +34,17 @@ struct submitter {
     TAILQ_HEAD(, transfer) transfers;
 };
 
+/* Idle easy handles kept per server for the next requests, which spares libcurl's set-up of a new one. */
+#define POOL_IDLE_MAX 64
+
 /* One server's multi handle: its connections, sockets and timer. */
 struct pool {
     struct submitter *sub;
     CURLM *multi;
     struct event *timer;
     int running;
+    CURL *idle[POOL_IDLE_MAX];
+    int idle_count;
 };
 
 struct transfer {
@@ -104,9 +109,9 @@ static int on_prereq(void *userdata, char *primary_ip, char *local_ip, int prima
 
 /*
  * Gives the connection the server's CAs, loaded once, instead of libcurl 7.88
- * reading and parsing the CA file again for every new connection.  Also lets
- * OpenSSL free a connection's buffers while it waits, which is most of a slow
- * request's life.
+ * reading and parsing the CA file again for every new connection.  Also asks
+ * OpenSSL to free a connection's buffers while it waits, which is most of a
+ * slow request's life.
  */
 static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *userdata)
 {
@@ -262,8 +267,12 @@ static struct pool *pool_for(struct submitter *sub, const struct server_config *
 
 static void transfer_free(struct transfer *t)
 {
-    if (t->easy)
+    if (t->easy && t->pool && t->pool->idle_count < POOL_IDLE_MAX) {
+        curl_easy_reset(t->easy);
+        t->pool->idle[t->pool->idle_count++] = t->easy;
+    } else if (t->easy) {
         curl_easy_cleanup(t->easy);
+    }
     curl_slist_free_all(t->headers);
     X509_STORE_free(t->store);
     if (t->body) {
@@ -369,7 +378,8 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     explicit_bzero(auth.data, auth.len);
     buf_free(&auth);
 
-    CURL *e = curl_easy_init();
+    t->pool = pool_for(sub, server);
+    CURL *e = t->pool->idle_count > 0 ? t->pool->idle[--t->pool->idle_count] : curl_easy_init();
     t->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url.data);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
@@ -406,7 +416,6 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     buf_free(&url);
 
-    t->pool = pool_for(sub, server);
     CURLMcode rc = curl_multi_add_handle(t->pool->multi, e);
     if (rc == CURLM_OK) {
         TAILQ_INSERT_TAIL(&sub->transfers, t, link);
@@ -487,6 +496,8 @@ static void free_pool(const char *key, void *value, void *arg)
 {
     struct pool *pool = value;
 
+    for (int i = 0; i < pool->idle_count; i++)
+        curl_easy_cleanup(pool->idle[i]);
     curl_multi_cleanup(pool->multi);
     event_free(pool->timer);
     free(pool);

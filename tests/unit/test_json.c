@@ -164,6 +164,84 @@ static void test_json_numbers_exact(void **state)
     yajl_tree_free(v);
 }
 
+static void test_json_number_values(void **state)
+{
+    static const char text[] = "[7,-12,2.5,1e3,123456789012345678901234567890]";
+    char err[256];
+    yajl_val v = json_parse(text, strlen(text), err, sizeof(err));
+
+    assert_non_null(v);
+    assert_int_equal(v->u.array.len, 5);
+    assert_true(YAJL_IS_INTEGER(v->u.array.values[0]));
+    assert_int_equal(YAJL_GET_INTEGER(v->u.array.values[0]), 7);
+    assert_true(YAJL_IS_INTEGER(v->u.array.values[1]));
+    assert_int_equal(YAJL_GET_INTEGER(v->u.array.values[1]), -12);
+    assert_false(YAJL_IS_INTEGER(v->u.array.values[2]));
+    assert_true(YAJL_IS_DOUBLE(v->u.array.values[2]));
+    assert_false(YAJL_IS_INTEGER(v->u.array.values[3]));
+    assert_true(YAJL_IS_DOUBLE(v->u.array.values[3]));
+    assert_false(YAJL_IS_INTEGER(v->u.array.values[4]));
+    assert_string_equal(YAJL_GET_NUMBER(v->u.array.values[4]), "123456789012345678901234567890");
+    yajl_tree_free(v);
+}
+
+static void test_json_duplicate_keys_kept(void **state)
+{
+    static const char text[] = "{\"a\":1,\"b\":[true,false,null],\"a\":\"x\"}";
+    char err[256];
+    yajl_val v = json_parse(text, strlen(text), err, sizeof(err));
+
+    assert_non_null(v);
+    assert_int_equal(v->u.object.len, 3);
+    assert_string_equal(v->u.object.keys[0], "a");
+    assert_string_equal(v->u.object.keys[2], "a");
+    assert_string_equal(v->u.object.values[2]->u.string, "x");
+    yajl_val b = v->u.object.values[1];
+    assert_int_equal(b->u.array.len, 3);
+    assert_true(YAJL_IS_TRUE(b->u.array.values[0]));
+    assert_true(YAJL_IS_FALSE(b->u.array.values[1]));
+    assert_true(YAJL_IS_NULL(b->u.array.values[2]));
+    yajl_tree_free(v);
+}
+
+static void test_json_many_elements(void **state)
+{
+    struct buf text;
+    char err[256];
+
+    buf_init(&text);
+    buf_puts(&text, "{");
+    for (int i = 0; i < 1000; i++)
+        buf_printf(&text, "%s\"k%d\":[%d]", i ? "," : "", i, i);
+    buf_puts(&text, "}");
+    yajl_val v = json_parse(text.data, text.len, err, sizeof(err));
+    assert_non_null(v);
+    assert_int_equal(v->u.object.len, 1000);
+    assert_string_equal(v->u.object.keys[999], "k999");
+    assert_int_equal(YAJL_GET_INTEGER(v->u.object.values[999]->u.array.values[0]), 999);
+    yajl_tree_free(v);
+    buf_free(&text);
+}
+
+static void test_json_error_frees_partial_tree(void **state)
+{
+    static const char text[] = "{\"a\":[1,{\"b\":\"c\",\"d\":";
+    char err[256];
+
+    assert_null(json_parse(text, strlen(text), err, sizeof(err)));
+    assert_contains(err, "at byte");
+}
+
+static void test_json_top_level_scalar(void **state)
+{
+    char err[256];
+    yajl_val v = json_parse("\"abc\"", 5, err, sizeof(err));
+
+    assert_non_null(v);
+    assert_string_equal(v->u.string, "abc");
+    yajl_tree_free(v);
+}
+
 static void test_json_strings_round_trip(void **state)
 {
     static const char text[] = "[\"a\\\"b\",\"\\u00e9\",\"tab\\tnl\\n\",true,false,null,{}]";
@@ -278,6 +356,11 @@ int main(void)
         cmocka_unit_test(test_json_depth_objects),
         cmocka_unit_test(test_json_nul_in_string),
         cmocka_unit_test(test_json_numbers_exact),
+        cmocka_unit_test(test_json_number_values),
+        cmocka_unit_test(test_json_duplicate_keys_kept),
+        cmocka_unit_test(test_json_many_elements),
+        cmocka_unit_test(test_json_error_frees_partial_tree),
+        cmocka_unit_test(test_json_top_level_scalar),
         cmocka_unit_test(test_json_strings_round_trip),
         cmocka_unit_test(test_json_get_values),
         cmocka_unit_test(test_json_type_names),
