@@ -28,7 +28,6 @@
 
 struct submitter {
     struct daemon *d;
-    CURLSH *share;              /* TLS sessions and DNS responses, shared by all transfers */
     struct hmap pools;          /* server name -> struct pool */
     struct hmap stores;         /* ca_file, or "" for the system's CAs -> X509_STORE */
     TAILQ_HEAD(, transfer) transfers;
@@ -41,6 +40,12 @@ struct submitter {
 struct pool {
     struct submitter *sub;
     CURLM *multi;
+    /*
+     * TLS sessions and DNS responses of this server's transfers.  libcurl 7.88
+     * keeps 8 sessions per share, so one share for all servers would evict a
+     * server's session before its next connection could resume it.
+     */
+    CURLSH *share;
     struct event *timer;
     int running;
     CURL *idle[POOL_IDLE_MAX];
@@ -258,6 +263,10 @@ static struct pool *pool_for(struct submitter *sub, const struct server_config *
         curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
         curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
         curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
+        /* Resuming TLS sessions spares a full handshake and certificate check for each new connection. */
+        pool->share = curl_share_init();
+        curl_share_setopt(pool->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(pool->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
         hmap_put(&sub->pools, server->name, pool);
     }
     /* Keep as many idle connections as the server may have requests at once. */
@@ -407,7 +416,7 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "certqd/" CERTQD_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_SHARE, sub->share);
+    curl_easy_setopt(e, CURLOPT_SHARE, t->pool->share);
     curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->store);
     /* Responses are small; a small receive buffer saves memory when thousands of requests wait. */
@@ -475,10 +484,6 @@ struct submitter *submit_new(struct daemon *d)
     TAILQ_INIT(&sub->transfers);
     hmap_init(&sub->pools);
     hmap_init(&sub->stores);
-    /* Resuming TLS sessions spares a full handshake and certificate check for each new connection. */
-    sub->share = curl_share_init();
-    curl_share_setopt(sub->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(sub->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     return sub;
 }
 
@@ -499,6 +504,7 @@ static void free_pool(const char *key, void *value, void *arg)
     for (int i = 0; i < pool->idle_count; i++)
         curl_easy_cleanup(pool->idle[i]);
     curl_multi_cleanup(pool->multi);
+    curl_share_cleanup(pool->share);
     event_free(pool->timer);
     free(pool);
 }
@@ -511,6 +517,5 @@ void submit_free(struct submitter *sub)
     hmap_destroy(&sub->pools);
     hmap_each(&sub->stores, free_store, NULL);
     hmap_destroy(&sub->stores);
-    curl_share_cleanup(sub->share);
     free(sub);
 }
