@@ -311,6 +311,61 @@ static void free_server_entry(const char *key, void *value, void *arg)
     free(s);
 }
 
+struct waiting {
+    yajl_gen gen;
+    size_t max;
+    size_t count;
+    int64_t now;
+};
+
+/* Names why a group with pending jobs has not sent them. */
+static const char *waiting_reason(struct daemon *d, const struct group *g)
+{
+    if (g->blocked) {
+        const struct server_state *s = g->server_state;
+        if (s->paused_until_ms > mono_ms())
+            return "server_paused";
+        if (g->account->busy_until_ms > mono_ms())
+            return "account_busy_elsewhere";
+        return "limits";
+    }
+    if (g->server_state->cfg && g->account->in_flight >= g->server_state->cfg->per_user_in_flight)
+        return "account_in_flight";
+    if (evtimer_pending(g->wait_timer, NULL))
+        return "batch_wait";
+    return "none";
+}
+
+static void status_group(const char *key, void *value, void *arg)
+{
+    struct group *g = value;
+    struct waiting *w = arg;
+    const struct held_job *first = TAILQ_FIRST(&g->pending);
+
+    if (first == NULL)
+        return;
+    if (w->count++ >= w->max)
+        return;
+    yajl_gen_map_open(w->gen);
+    json_gen_kv_str(w->gen, "server", g->server);
+    json_gen_kv_str(w->gen, "user", g->user);
+    json_gen_kv_int(w->gen, "jobs", (long long)g->pending_jobs);
+    json_gen_kv_int(w->gen, "certificates", (long long)g->pending_certs);
+    json_gen_kv_int(w->gen, "waited_ms", w->now - first->arrived_ms);
+    json_gen_kv_str(w->gen, "reason", waiting_reason(g->d, g));
+    yajl_gen_map_close(w->gen);
+}
+
+size_t batch_status_waiting(struct daemon *d, yajl_gen gen, size_t max)
+{
+    struct waiting w = { .gen = gen, .max = max, .now = mono_ms() };
+
+    yajl_gen_array_open(gen);
+    hmap_each(&d->groups, status_group, &w);
+    yajl_gen_array_close(gen);
+    return w.count;
+}
+
 void batch_free_all(struct daemon *d)
 {
     hmap_each(&d->groups, free_group_entry, NULL);
@@ -517,26 +572,32 @@ static void batch_start(struct daemon *d, struct group *g, const struct server_c
     redisq_script(d->rq, SCRIPT_MARK, 0, c, mark_done, b);
 }
 
-/* Sends as many batches of g as the limits allow, then blocks it, arms its timer, or frees it. */
+/*
+ * Sends as many batches of g as the limits allow, then blocks it, arms its
+ * timer, or frees it.  Readiness is read once per decision: read again, the
+ * clock could pass the end of batch_wait_ms in between and leave the group
+ * with neither a request nor a timer.
+ */
 static void group_try(struct daemon *d, struct group *g)
 {
     enum send_check check = SEND_OK;
+    bool ready;
 
     if (d->stopping)
         return;
-    while (group_is_ready(g) && (check = can_send(d, g)) == SEND_OK) {
+    while ((ready = group_is_ready(g)) && (check = can_send(d, g)) == SEND_OK) {
         if (g->server_state->cfg == NULL) {
             fail_removed_server(d, g);
             break;
         }
         batch_start(d, g, g->server_state->cfg);
     }
-    if (group_is_ready(g) && check == SEND_WAIT) {
+    if (ready && check == SEND_WAIT) {
         group_block(g);
         return;
     }
     group_unblock(g);
-    if (g->pending_jobs > 0 && !group_is_ready(g))
+    if (g->pending_jobs > 0 && !ready)
         group_arm_timer(g);
     group_maybe_free(g);
 }

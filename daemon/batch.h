@@ -2,6 +2,9 @@
 #ifndef CERTQD_BATCH_H
 #define CERTQD_BATCH_H
 
+#include <stddef.h>
+#include <yajl/yajl_gen.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,5 +42,12 @@ void batch_finish(struct batch *b, const struct transfer_result *tr);
 void batch_release_unsent(struct daemon *d);
 /* Frees groups, accounts and servers at exit. */
 void batch_free_all(struct daemon *d);
+
+/*
+ * Writes the groups whose jobs wait in memory to gen, as an array of at most
+ * max objects: server, user, jobs, certificates, waited_ms and why they wait.
+ * Returns the number of waiting groups, all of them counted.
+ */
+size_t batch_status_waiting(struct daemon *d, yajl_gen gen, size_t max);
 
 #endif

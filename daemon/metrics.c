@@ -15,9 +15,13 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "daemon/batch.h"
 #include "daemon/certqd.h"
 #include "daemon/journal.h"
 #include "daemon/redisq.h"
+
+/* Groups listed under "waiting" in /status; all are counted. */
+#define STATUS_WAITING_MAX 50
 
 struct metrics {
     struct daemon *d;
@@ -250,6 +254,9 @@ static void on_status(struct evhttp_request *req, void *arg)
     yajl_gen_array_open(gen);
     hmap_each(&d->servers, status_server, gen);
     yajl_gen_array_close(gen);
+    json_gen_str(gen, "waiting");
+    size_t waiting = batch_status_waiting(d, gen, STATUS_WAITING_MAX);
+    json_gen_kv_int(gen, "waiting_groups", (long long)waiting);
     yajl_gen_map_close(gen);
 
     char *body = json_gen_finish(gen);

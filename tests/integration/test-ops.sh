@@ -65,6 +65,22 @@ test_status_json() {
     check_eq "unknown path" 404 "$(http_status /nothing)"
 }
 
+test_status_lists_waiting_groups() {
+    metrics_config "batch_wait_ms = 60000"
+    push "$(make_job w1)"
+    push "$(make_job w2)"
+    start_certqd
+    wait_until 10 sh -c "curl -s -m 2 http://127.0.0.1:$METRICS_PORT/status | jq -e '.waiting_groups == 1' >/dev/null" ||
+        fail "no waiting group in /status: $(http_get /status)"
+    local status
+    status=$(http_get /status)
+    check_eq "server" cp1 "$(printf '%s' "$status" | jq -r '.waiting[0].server')"
+    check_eq "user" bob "$(printf '%s' "$status" | jq -r '.waiting[0].user')"
+    check_eq "jobs" 2 "$(printf '%s' "$status" | jq '.waiting[0].jobs')"
+    check_eq "reason" batch_wait "$(printf '%s' "$status" | jq -r '.waiting[0].reason')"
+    check_eq "nothing sent yet" 0 "$(mock_requests | jq length)"
+}
+
 test_systemd_notifications() {
     local sock="$T_DIR/notify.sock"
     socat -u UNIX-RECV:"$sock" - >"$T_DIR/notify.out" 2>/dev/null &
