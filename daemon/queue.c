@@ -88,6 +88,14 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
         struct held_job *hj = ctx->jobs[i];
         redisReply *r = (reply->type == REDIS_REPLY_ARRAY && i < reply->elements) ? reply->element[i] : NULL;
 
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+            /* A new job: no attempts yet. */
+            d->stats.received++;
+            log_debug("job accepted: job=%s seq=%s server=%s user=%s certificates=%zu attempts=0", hj->job->id, hj->seq,
+                      hj->job->server, hj->job->user ? hj->job->user : "-", hj->job->cert_count);
+            batch_add_job(d, hj);
+            continue;
+        }
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
             /* The script always responses per job; anything else is a bug, so keep the job for recovery. */
             log_error("unexpected reply from the accept script: job=%s; the job stays held for recovery", hj->job->id);

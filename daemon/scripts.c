@@ -41,7 +41,9 @@ const char script_claim[] =
  * held one ('' to keep it).
  * A job whose id already has a state other than failed is a duplicate, unless
  * this instance owns it (a retry, or a claim whose reply was lost) or recovery
- * requeued it.  Returns per job {'dup', state, result} or {'new', attempts, first_attempt_ms, state, reconcile_reads}.
+ * requeued it.  Returns per job {'dup', state, result}, {'new', attempts,
+ * first_attempt_ms, state, reconcile_reads} for a job seen before, or 0 for a
+ * new job (the common case, kept small for Redis and certqd).
  */
 const char script_accept[] =
     "local prefix, inst, now = ARGV[1], ARGV[2], ARGV[3]\n"
@@ -78,7 +80,7 @@ const char script_accept[] =
     "      redis.call('PERSIST', key)\n"
     "    end\n"
     "    if payload ~= '' then redis.call('HSET', held, seq, payload) end\n"
-    "    out[#out+1] = {'new', attempts, first, state, h[8] or '0'}\n"
+    "    if existed then out[#out+1] = {'new', attempts, first, state, h[8] or '0'} else out[#out+1] = 0 end\n"
     "  end\n"
     "end\n"
     "if fresh > 0 then redis.call('HINCRBY', prefix .. ':stats', 'received', fresh) end\n"
