@@ -425,6 +425,49 @@ details() {
 EOF
 }
 
+# command_share NAME COMMAND: COMMAND's calls per job in run 1 of scenario NAME (0 when absent).
+command_share() {
+    kv "$B_DIR/$1.1.out" command_breakdown | tr ',' '\n' | awk -v c="$2" '$1 == c { v = $2 } END { print v + 0 }'
+}
+
+# The arithmetic behind the misses of scenarios 1 to 3, from this run's figures.
+why_missed() {
+    local jobs1=$S1_JOBS rate1 cpu1 redis1 cpr cmds per_job per_request need
+    rate1=$(median_of s1 jobs_per_s)
+    cpu1=$(median_of s1 certqd_cpu_s)
+    redis1=$(median_of s1 redis_cpu_pct)
+    cpr=$(median_of s1 certs_per_request)
+    cmds=$(median_of s1 commands_per_job)
+    per_job=$(calc "$(command_share s1 hmget) + $(command_share s1 hset) + $(command_share s1 expire)")
+    per_request=$(calc "($cmds - $per_job) * $cpr" 1)
+    need=$(calc "$per_request / (6 - $per_job)" 1)
+    cat <<EOF
+- Scenario 1, jobs/s: certqd spent $(calc "$cpu1 * 1000000 / $jobs1" 1) µs of CPU per job
+  ($cpu1 s for $jobs1 jobs) and Redis ran at $redis1% of a core.  At 50,000 jobs/s
+  that is $(calc "$cpu1 * 1000000 / $jobs1 * 50000 / 10000" 0)% of a core for certqd and about
+  $(calc "$redis1 * 50000 / $rate1" 0)% for Redis, beside the mock and the load generator on the same
+  $(nproc) CPUs.  A group sends what arrived during the last \`batch_wait_ms\` (200 ms), so a
+  request carries about 0.2 s × intake rate ÷ 1,000 groups: $cpr certificates here, and
+  the per-request work (libcurl, TLS records, the mark and result transactions) stays
+  the larger part of certqd's time.
+- Scenario 1, Redis commands per job: $per_job are per job (accept: HMGET and HSET; mark:
+  HSET; result: HSET and EXPIRE) and about $per_request per request (lease ZADD, ZCARD
+  and PEXPIRE, the script call and the requests_sent counter; MULTI, EXEC, HDEL and the
+  counters of the result; the lease release).  At $cpr certificates per request that is
+  $cmds a job; 6 would need about $need certificates per request.
+- Scenario 2: $(calc "$(median_of s2 certqd_cpu_s) * 1000000 / $S2_JOBS" 0) µs of certqd CPU per request ($(median_of s2 certqd_cpu_s) s for
+  $S2_JOBS requests), most of it in libcurl and OpenSSL (see the profile below for scenario 1).
+- Scenario 3: $(calc "$(median_of s3 certqd_cpu_s) * 1000 / $S3_JOBS" 2) ms of certqd CPU per request, nearly all of it a new TLS
+  connection (libcurl 7.88 builds an OpenSSL context for each, then a full handshake), and
+  $(calc "$(median_of s3 peak_rss_kb) / $S3_JOBS" 0) KB of peak RSS per request in flight.  valgrind's massif on this scenario
+  with 1,000 jobs (libcurl 7.88.1, OpenSSL 3.0) put the heap at about 80 KB per open
+  connection: OpenSSL's read buffer 16 KB, libcurl's upload buffer 16 KB (the least it
+  allows), the SSL object 7.6 KB, the easy handle 5.4 KB, the receive buffer 4 KB, the
+  SSL context and cipher state about 12 KB, and the rest in many small allocations.
+  200 MB for 10,000 connections leaves 20 KB each.
+EOF
+}
+
 config_block() {
     cat <<EOF
 Each scenario starts certqd on a fresh Redis (\`FLUSHALL\`) and reset mocks,
@@ -488,6 +531,10 @@ CPU use sampled from \`/proc/PID/stat\` over each run (100% is one core;
 certqd and Redis use one core each, the mock up to $MOCK_CORES):
 
 $(if [ ${#SATURATION[@]} -eq 0 ]; then echo "No target was missed."; else printf '%s\n' "${SATURATION[@]}"; fi)
+
+Why they are out of reach here, from this run's figures:
+
+$(why_missed)
 
 ## Details
 
