@@ -157,6 +157,7 @@ static X509_STORE *ca_store(struct submitter *sub, const struct server_config *s
     /* As libcurl does: an intermediate CA in the file may serve as the trust anchor. */
     X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
     hmap_put(&sub->stores, key, store);
+    log_info("CA certificates loaded: server=%s file=%s", server->name, server->ca_file ? server->ca_file : "(system)");
     return store;
 }
 
@@ -411,9 +412,14 @@ void submit_request(struct submitter *sub, const struct server_config *server, c
     curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, server->tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, server->tls_verify ? 2L : 0L);
-    /* The CAs come from on_ssl_ctx; libcurl itself loads none. */
+    /*
+     * The CAs come from on_ssl_ctx; libcurl itself loads none.  libcurl's own
+     * cache of CA stores is off: it would keep the store of the first
+     * connection, from before a reload that changed ca_file.
+     */
     curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
     curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "certqd/" CERTQD_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, t->pool->share);

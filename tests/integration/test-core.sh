@@ -237,6 +237,22 @@ test_unreadable_ca_file_named_in_error() {
     check_eq "mock saw nothing" 0 "$(mock_requests | jq length)"
 }
 
+test_ca_file_read_again_at_reload() {
+    write_config "max_attempts = 50"
+    # At first ca_file holds another CA, which certqd loads and keeps; the server's certificate fails against it.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -keyout "$T_DIR/other.key" \
+        -out "$T_DIR/ca.pem" -subj "/CN=other CA" 2>/dev/null || fail "openssl could not make a certificate"
+    sed -i "0,/^ca_file = .*/s||ca_file = $T_DIR/ca.pem|" "$T_DIR/certqd.conf"
+    push "$(make_job rl)"
+    start_certqd
+    wait_until 10 grep -q "never reached cPanel" "$T_DIR/certqd.log" || fail "the other CA was not rejected"
+    check_eq "not sent with the other CA" 0 "$(mock_requests | jq length)"
+    cp "$T_DIR/cert.pem" "$T_DIR/ca.pem"
+    kill -HUP "$CERTQD_PID"
+    wait_final 30 rl || return
+    check_eq "state after the reload" succeeded "$(job_state rl)"
+}
+
 test_duplicate_id_not_submitted_again() {
     start_certqd
     push "$(make_job d1 cp1 d1.example.com '.reply_to = "certq:reply:d"')"
