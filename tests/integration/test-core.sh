@@ -239,7 +239,7 @@ test_unreadable_ca_file_named_in_error() {
 
 test_ca_file_read_again_at_reload() {
     write_config "max_attempts = 50"
-    # At first ca_file holds another CA, which certqd loads and keeps; the server's certificate fails against it.
+    # At first ca_file contains another CA, which certqd loads and keeps; the server's certificate fails against it.
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -keyout "$T_DIR/other.key" \
         -out "$T_DIR/ca.pem" -subj "/CN=other CA" 2>/dev/null || fail "openssl could not make a certificate"
     sed -i "0,/^ca_file = .*/s||ca_file = $T_DIR/ca.pem|" "$T_DIR/certqd.conf"
