@@ -82,13 +82,27 @@ static void print_enqueue_help(void)
            "78 config error.  The access token is never printed.\n");
 }
 
-/* Applies the checks certqd makes against its server sections, when certq could read them. */
+/*
+ * Applies the checks certqd makes against its server sections, when certq could
+ * read them; without any, warns once that the server names go unchecked.
+ */
 static bool check_server(const struct cli *cli, const struct job *job, char *err, size_t err_len)
 {
     const struct settings *s = &cli->settings;
+    static bool warned;
 
-    if (s->server_count == 0)
+    if (s->server_count == 0) {
+        if (!warned && s->config_read)
+            cli_error("warning: %s has no [server NAME] sections, so server \"%s\" and its account are not checked "
+                      "here; certqd sends a job naming an unknown server to the dead letters; give certqd's config "
+                      "with -c FILE", s->config_path, job->server);
+        else if (!warned)
+            cli_error("warning: no config file was read, so server \"%s\" and its account are not checked here; "
+                      "certqd sends a job naming an unknown server to the dead letters; give certqd's config with "
+                      "-c FILE", job->server);
+        warned = true;
         return true;
+    }
     const struct settings_server *server = settings_find_server(s, job->server);
     if (server == NULL) {
         snprintf(err, err_len, "server: \"%s\" is not a [server NAME] section of %s; use one of the configured servers",

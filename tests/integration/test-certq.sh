@@ -110,6 +110,19 @@ test_enqueue_file_with_invalid_line() {
     check_eq "json ids" '["s1"]' "$(cat "$T_DIR/out")"
 }
 
+test_enqueue_without_servers_warns() {
+    write_token
+    printf '[certqd]\nredis_url = redis://127.0.0.1:%s/0\n' "$REDIS_PORT" >"$T_DIR/no-servers.conf"
+    OUT=$("$CERTQ" -c "$T_DIR/no-servers.conf" enqueue --server elsewhere --provider cPStore \
+        --token-file "$T_DIR/market.token" --id ns1 --domain ns1.example.com --product 143 --price 6 2>"$T_DIR/certq.err")
+    RC=$?
+    ERR=$(cat "$T_DIR/certq.err")
+    check_eq "status" 0 "$RC"
+    check_contains "warning names the server" 'server "elsewhere"' "$ERR"
+    check_contains "warning names the file" "no-servers.conf has no [server NAME] sections" "$ERR"
+    check_eq "queued" 1 "$(rcli LLEN certq:queue)"
+}
+
 test_enqueue_token_stdin() {
     OUT=$(printf '%s\n' "$TOKEN" | "$CERTQ" -c "$T_DIR/certqd.conf" enqueue --server cp1 --provider cPStore \
         --token-stdin --id ts --domain ts.example.com --product 143 --price 6 2>&1)
