@@ -605,47 +605,6 @@ void job_free(struct job *job)
 }
 
 /*
- * Rewrites a payload whose top-level access_token survived the textual scan,
- * which happens when the key is spelled with escapes ("access\u005ftoken").
- * Takes ownership of scanned; returns it unchanged when no token is left.
- * NOTE: this pass needs valid JSON, so in a payload that is not, a token
- * under an escaped key such as "access\u005ftoken" stays in clear text.
- */
-static char *redact_escaped_keys(char *scanned)
-{
-    char err[64];
-    yajl_val root = json_parse(scanned, strlen(scanned), err, sizeof(err));
-    bool left = false;
-
-    if (root == NULL)
-        return scanned;
-    for (size_t i = 0; root->type == yajl_t_object && i < root->u.object.len; i++) {
-        yajl_val v = root->u.object.values[i];
-        if (!strcmp(root->u.object.keys[i], "access_token") &&
-            !(v->type == yajl_t_string && !strcmp(v->u.string, "[redacted]")))
-            left = true;
-    }
-    if (!left) {
-        yajl_tree_free(root);
-        return scanned;
-    }
-
-    yajl_gen gen = yajl_gen_alloc(NULL);
-    yajl_gen_map_open(gen);
-    for (size_t i = 0; i < root->u.object.len; i++) {
-        json_gen_str(gen, root->u.object.keys[i]);
-        if (!strcmp(root->u.object.keys[i], "access_token"))
-            json_gen_str(gen, "[redacted]");
-        else
-            json_gen_node(gen, root->u.object.values[i]);
-    }
-    yajl_gen_map_close(gen);
-    yajl_tree_free(root);
-    free(scanned);
-    return json_gen_finish(gen);
-}
-
-/*
  * Returns the offset of the ',', '}' or ']' that ends the value starting at
  * payload[i], or len.  Nested arrays and objects and the strings inside them
  * are skipped whole, so a comma within the value does not end it.
@@ -676,6 +635,133 @@ static size_t skip_json_value(const char *payload, size_t len, size_t i)
     return i;
 }
 
+/*
+ * Copies what follows a key named access_token at payload[i] into out, with the
+ * value replaced by "[redacted]", and returns the offset after it.  A string
+ * that is a value rather than a key has no colon after it and is left alone.
+ */
+static size_t redact_value(const char *payload, size_t len, size_t i, struct buf *out)
+{
+    bool colon = false;
+
+    /* Skip blanks and the colon; yajl also takes \v and \f as blanks, so they must not end the scan early. */
+    while (i < len && payload[i] != '\0' && strchr(" \t\n\v\f\r:", payload[i]) != NULL) {
+        colon = colon || payload[i] == ':';
+        buf_append(out, payload + i, 1);
+        i++;
+    }
+    if (!colon && (i == len || payload[i] == ',' || payload[i] == '}' || payload[i] == ']'))
+        return i;
+    if (i < len && payload[i] == '"') {
+        i++;
+        while (i < len && payload[i] != '"') {
+            if (payload[i] == '\\' && i + 1 < len)
+                i++;
+            i++;
+        }
+        if (i < len)
+            i++;
+    } else {
+        /* Not a string: drop the whole value, since it may be a bare token or contain one. */
+        i = skip_json_value(payload, len, i);
+    }
+    buf_puts(out, "\"[redacted]\"");
+    return i;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Returns whether the body of a JSON string literal (n bytes, escapes included) decodes to want. */
+static bool decodes_to(const char *s, size_t n, const char *want)
+{
+    size_t matched = 0, want_len = strlen(want);
+
+    for (size_t i = 0; i < n;) {
+        int c = (unsigned char)s[i];
+        if (c == '\\') {
+            if (i + 1 >= n)
+                return false;
+            char escape = s[i + 1];
+            if (escape == 'u') {
+                if (i + 6 > n)
+                    return false;
+                c = 0;
+                for (size_t k = i + 2; k < i + 6; k++) {
+                    int digit = hex_digit(s[k]);
+                    if (digit < 0)
+                        return false;
+                    c = c * 16 + digit;
+                }
+                i += 6;
+            } else {
+                const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+                const char *at = strchr(from, escape);
+                if (escape == '\0' || at == NULL)
+                    return false;
+                c = (unsigned char)to[at - from];
+                i += 2;
+            }
+        } else {
+            i++;
+        }
+        if (matched >= want_len || (unsigned char)want[matched] != c)
+            return false;
+        matched++;
+    }
+    return matched == want_len;
+}
+
+/*
+ * Redacts the values of keys that spell access_token with escapes
+ * ("access\u005ftoken"), which the search for the plain key misses.  It
+ * walks the string literals in order, so it needs the quotes to pair up.
+ * Takes ownership of scanned; returns it unchanged when there was none.
+ * NOTE: in a payload that is not valid JSON and has a stray quote before such
+ * a key, the quotes pair up wrongly and that token stays in clear text.
+ */
+static char *redact_escaped_keys(char *scanned)
+{
+    size_t len = strlen(scanned), i = 0;
+    bool changed = false;
+    struct buf out;
+
+    buf_init(&out);
+    while (i < len) {
+        if (scanned[i] != '"') {
+            buf_append(&out, scanned + i, 1);
+            i++;
+            continue;
+        }
+        size_t start = i + 1, j = start;
+        while (j < len && scanned[j] != '"')
+            j += (scanned[j] == '\\' && j + 1 < len) ? 2 : 1;
+        size_t end = j < len ? j + 1 : len;
+        bool escaped_key = memchr(scanned + start, '\\', j - start) != NULL &&
+                           decodes_to(scanned + start, j - start, "access_token");
+        buf_append(&out, scanned + i, end - i);
+        i = end;
+        if (escaped_key) {
+            i = redact_value(scanned, len, i, &out);
+            changed = true;
+        }
+    }
+    if (!changed) {
+        buf_free(&out);
+        return scanned;
+    }
+    free(scanned);
+    return buf_steal(&out);
+}
+
 char *job_redact_payload(const char *payload, size_t len)
 {
     static const char key[] = "\"access_token\"";
@@ -691,36 +777,7 @@ char *job_redact_payload(const char *payload, size_t len)
         }
         size_t at = (size_t)(hit - payload) + sizeof(key) - 1;
         buf_append(&out, payload + i, at - i);
-        i = at;
-
-        /*
-         * Skip blanks and the colon, then replace the string value that follows, escapes included.
-         * yajl also takes \v and \f as blanks, so they must not end the scan early.
-         */
-        bool colon = false;
-        while (i < len && payload[i] != '\0' && strchr(" \t\n\v\f\r:", payload[i]) != NULL) {
-            colon = colon || payload[i] == ':';
-            buf_append(&out, payload + i, 1);
-            i++;
-        }
-        /* When "access_token" is a value rather than a key, nothing follows it to redact. */
-        if (!colon && (i == len || payload[i] == ',' || payload[i] == '}' || payload[i] == ']'))
-            continue;
-        if (i < len && payload[i] == '"') {
-            i++;
-            while (i < len && payload[i] != '"') {
-                if (payload[i] == '\\' && i + 1 < len)
-                    i++;
-                i++;
-            }
-            if (i < len)
-                i++;
-            buf_puts(&out, "\"[redacted]\"");
-        } else {
-            /* Not a string: drop the whole value, since it may be a bare token or hold one. */
-            i = skip_json_value(payload, len, i);
-            buf_puts(&out, "\"[redacted]\"");
-        }
+        i = redact_value(payload, len, at, &out);
     }
     return redact_escaped_keys(buf_steal(&out));
 }

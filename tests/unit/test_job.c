@@ -13,6 +13,7 @@
 #include "common/util.h"
 
 #define EXAMPLE_TOKEN "725431a1-d5bc-11e5-a28b-8b0e09a93f05"
+#define SECRET_NUMBER "987654321987654321"
 #define SECRET_TOKEN "SECRET-TOKEN-7f3a9c"
 
 static const struct job_limits limits = { .max_bytes = 65536, .reply_prefix = "certq:reply:" };
@@ -763,7 +764,30 @@ static void test_job_redact_escaped_key(void **state)
     char *out = job_redact_payload(payload, strlen(payload));
 
     assert_not_contains(out, SECRET_TOKEN);
-    assert_string_equal(out, "{\"access_token\":\"[redacted]\",\"server\":\"cp1\"}");
+    assert_string_equal(out, "{\"access\\u005ftoken\":\"[redacted]\",\"server\":\"cp1\"}");
+    free(out);
+}
+
+static void test_job_redact_escaped_key_invalid_json(void **state)
+{
+    /* A payload cut off after the token is not JSON; the escaped key must still be found. */
+    static const char payload[] = "{\"\\u0061ccess\\u005Ftoken\" : \"" SECRET_TOKEN "\", \"certificates\": [";
+    char *out = job_redact_payload(payload, strlen(payload));
+
+    assert_not_contains(out, SECRET_TOKEN);
+    assert_string_equal(out, "{\"\\u0061ccess\\u005Ftoken\" : \"[redacted]\", \"certificates\": [");
+    free(out);
+}
+
+static void test_job_redact_escaped_nested_and_value(void **state)
+{
+    static const char payload[] =
+        "{\"note\":\"access\\u005ftoken\",\"x\":{\"access\\u005ftoken\":" SECRET_NUMBER "},\"server\":\"cp1\"}";
+    char *out = job_redact_payload(payload, strlen(payload));
+
+    assert_not_contains(out, SECRET_NUMBER);
+    assert_string_equal(out,
+                        "{\"note\":\"access\\u005ftoken\",\"x\":{\"access\\u005ftoken\":\"[redacted]\"},\"server\":\"cp1\"}");
     free(out);
 }
 
@@ -960,6 +984,8 @@ int main(void)
         cmocka_unit_test(test_job_redact_bare_value),
         cmocka_unit_test(test_job_redact_every_occurrence),
         cmocka_unit_test(test_job_redact_escaped_key),
+        cmocka_unit_test(test_job_redact_escaped_key_invalid_json),
+        cmocka_unit_test(test_job_redact_escaped_nested_and_value),
         cmocka_unit_test(test_job_redact_no_token),
         cmocka_unit_test(test_job_payload_with_id),
         cmocka_unit_test(test_job_peek_valid),
