@@ -308,12 +308,16 @@ struct metrics *metrics_start(struct daemon *d, const char *listen, char *err, s
         goto fail;
     }
     /* With port 0 the kernel picks one, so the log names the port actually bound. */
-    struct sockaddr_storage addr;
+    union {
+        struct sockaddr any;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr;
+    memset(&addr, 0, sizeof(addr));
     socklen_t addr_len = sizeof(addr);
     int bound_port = (int)port;
-    if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) == 0)
-        bound_port = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
-                                                : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    if (getsockname(evhttp_bound_socket_get_fd(bound), &addr.any, &addr_len) == 0)
+        bound_port = addr.any.sa_family == AF_INET6 ? ntohs(addr.v6.sin6_port) : ntohs(addr.v4.sin_port);
     log_info("metrics listening: address=%s port=%d", host, bound_port);
     return m;
 
