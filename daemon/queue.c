@@ -1,4 +1,5 @@
 /* Jobs from Redis into memory: parsing, checks against the config, duplicates, and release when done. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,32 +88,28 @@ static void accept_done(struct daemon *d, void *arg, redisReply *reply)
     for (size_t i = 0; i < ctx->count; i++) {
         struct held_job *hj = ctx->jobs[i];
         redisReply *r = (reply->type == REDIS_REPLY_ARRAY && i < reply->elements) ? reply->element[i] : NULL;
+        bool in_doubt = false;
 
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
-            /* A new job: no attempts yet. */
-            d->stats.received++;
-            log_debug("job accepted: job=%s seq=%s server=%s user=%s certificates=%zu attempts=0", hj->job->id, hj->seq,
-                      hj->job->server, hj->job->user ? hj->job->user : "-", hj->job->cert_count);
-            batch_add_job(d, hj);
-            continue;
-        }
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
-            /* The script always responses per job; anything else is a bug, so keep the job for recovery. */
+            /* A new job: the held_job's zeroed attempts and times are right as they are. */
+        } else if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+            /* The script returns a result for every job; anything else is a bug, so keep the job for recovery. */
             log_error("unexpected reply from the accept script: job=%s; the job stays held for recovery", hj->job->id);
             continue;
-        }
-        if (!strcmp(r->element[0]->str, "dup")) {
+        } else if (!strcmp(r->element[0]->str, "dup")) {
             send_duplicate_reply(d, hj, r->element[1]->str, r->element[2]->str);
             continue;
+        } else {
+            hj->attempts = (int)strtol(r->element[1]->str, NULL, 10);
+            hj->first_attempt_ms = strtoll(r->element[2]->str, NULL, 10);
+            hj->reconcile_reads = r->elements >= 5 ? (int)strtol(r->element[4]->str, NULL, 10) : 0;
+            in_doubt = hj->first_attempt_ms > 0 && r->elements >= 4 && !strcmp(r->element[3]->str, "submitting");
         }
-        hj->attempts = (int)strtol(r->element[1]->str, NULL, 10);
-        hj->first_attempt_ms = strtoll(r->element[2]->str, NULL, 10);
-        hj->reconcile_reads = r->elements >= 5 ? (int)strtol(r->element[4]->str, NULL, 10) : 0;
         if (hj->attempts == 0)
             d->stats.received++;
         log_debug("job accepted: job=%s seq=%s server=%s user=%s certificates=%zu attempts=%d", hj->job->id, hj->seq,
                   hj->job->server, hj->job->user ? hj->job->user : "-", hj->job->cert_count, hj->attempts);
-        if (hj->first_attempt_ms > 0 && r->elements >= 4 && !strcmp(r->element[3]->str, "submitting"))
+        if (in_doubt)
             batch_add_in_doubt(d, hj);
         else
             batch_add_job(d, hj);
