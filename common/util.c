@@ -117,16 +117,25 @@ void buf_append(struct buf *b, const void *data, size_t len)
     b->data[b->len] = '\0';
 }
 
-void buf_put_uint(struct buf *b, unsigned long long n)
+char *decimal_digits(char out[DECIMAL_MAX], unsigned long long magnitude, bool negative)
 {
-    char digits[24];
-    size_t at = sizeof(digits);
+    char *at = out + DECIMAL_MAX;
 
     do {
-        digits[--at] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n > 0);
-    buf_append(b, digits + at, sizeof(digits) - at);
+        *--at = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (negative)
+        *--at = '-';
+    return at;
+}
+
+void buf_put_uint(struct buf *b, unsigned long long n)
+{
+    char digits[DECIMAL_MAX];
+    const char *start = decimal_digits(digits, n, false);
+
+    buf_append(b, start, (size_t)(digits + DECIMAL_MAX - start));
 }
 
 void buf_puts(struct buf *b, const char *s)

@@ -31,6 +31,10 @@ void buf_reset(struct buf *b);
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The room decimal_digits needs: 20 digits, a sign and spare. */
+#define DECIMAL_MAX 24
+/* Writes magnitude in decimal, after a '-' when negative, to end at out + DECIMAL_MAX; returns the start. */
+char *decimal_digits(char out[DECIMAL_MAX], unsigned long long magnitude, bool negative);
 /* Appends n in decimal, without printf's cost on hot paths. */
 void buf_put_uint(struct buf *b, unsigned long long n);
 /* Detaches the buffer's string; the caller owns it and the buffer is empty again. */

@@ -207,17 +207,11 @@ void rcmds_argf(struct rcmds *c, const char *fmt, ...)
 
 void rcmds_arg_int(struct rcmds *c, long long n)
 {
-    char digits[24];
-    size_t at = sizeof(digits);
+    char digits[DECIMAL_MAX];
     unsigned long long magnitude = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    const char *start = decimal_digits(digits, magnitude, n < 0);
 
-    do {
-        digits[--at] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    if (n < 0)
-        digits[--at] = '-';
-    rcmds_argn(c, digits + at, sizeof(digits) - at);
+    rcmds_argn(c, start, (size_t)(digits + DECIMAL_MAX - start));
 }
 
 size_t rcmds_count(const struct rcmds *c)
