@@ -114,9 +114,9 @@ static int on_prereq(void *userdata, char *primary_ip, char *local_ip, int prima
 
 /*
  * Gives the connection the server's CAs, loaded once, instead of libcurl 7.88
- * reading and parsing the CA file again for every new connection.  Also asks
- * OpenSSL to free a connection's buffers while it waits, which is most of a
- * slow request's life.
+ * reading and parsing the CA file again for every new connection.  Also sets
+ * SSL_MODE_RELEASE_BUFFERS, so OpenSSL may free a connection's buffers while
+ * it waits for a slow response.
  */
 static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *userdata)
 {
